@@ -41,8 +41,10 @@ def run_lesson(relpath: str, *args: str, tmp_path: Path, timeout: float = 300) -
         timeout=timeout,
     )
     if proc.returncode != 0:
-        pytest.fail(f"{relpath} exited with {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n"
-                    f"--- stderr\n{proc.stderr[-6000:]}")
+        pytest.fail(
+            f"{relpath} exited with {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n"
+            f"--- stderr\n{proc.stderr[-6000:]}"
+        )
     data = json.loads(outcomes.read_text())
     data["stdout"] = proc.stdout
     return data
@@ -60,5 +62,7 @@ def require_dataset(name: str) -> None:
     from dlkit.data import locate
 
     if locate(name) is None:
-        pytest.skip(f"dataset {name!r} not found on the data search path or system locations "
-                    f"(CI points DLKIT_DATA at ../shared/data; run `dlkit doctor` to see where it looks)")
+        pytest.skip(
+            f"dataset {name!r} not found on the data search path or system locations "
+            f"(CI points DLKIT_DATA at ../shared/data; run `dlkit doctor` to see where it looks)"
+        )

@@ -1,12 +1,12 @@
 """A dataclass per script becomes its command line; the resolved config is saved as plain JSON.
 
-    @dataclass
-    class Config:
-        lr: float = 1e-3          # flag --lr
-        num_epochs: int = 10      # flag --num-epochs
-        amp: bool = False         # flags --amp / --no-amp
+@dataclass
+class Config:
+    lr: float = 1e-3          # flag --lr
+    num_epochs: int = 10      # flag --num-epochs
+    amp: bool = False         # flags --amp / --no-amp
 
-    cfg = parse_config(Config, quick={"num_epochs": 1})   # --quick applies these unless given
+cfg = parse_config(Config, quick={"num_epochs": 1})   # --quick applies these unless given
 """
 
 from __future__ import annotations
@@ -101,10 +101,21 @@ def parse_config(
     if given.get("quick", values.get("quick", False)) and quick:
         unknown = set(quick) - set(values)
         if unknown:
-            raise KeyError(f"quick overrides name fields that {cls.__name__} does not have: {sorted(unknown)}")
+            raise KeyError(
+                f"quick overrides name fields that {cls.__name__} does not have: {sorted(unknown)}"
+            )
         values.update(quick)
     values.update(given)
-    return cls(**values)
+    return cls(**_tuples(cls, values))
+
+
+def _tuples(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """argparse and JSON give lists; fields declared as tuples get tuples back."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if isinstance(value, list) and typing.get_origin(_unwrap_optional(hints[name])[0]) is tuple:
+            values[name] = tuple(value)
+    return values
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -127,8 +138,4 @@ def load_config(cls: type[C], path: str | Path) -> C:
     extra = set(data) - names
     if extra:
         raise ValueError(f"{path}: keys {sorted(extra)} are not fields of {cls.__name__}")
-    hints = typing.get_type_hints(cls)
-    for name, value in data.items():
-        if isinstance(value, list) and typing.get_origin(_unwrap_optional(hints[name])[0]) is tuple:
-            data[name] = tuple(value)
-    return cls(**data)
+    return cls(**_tuples(cls, data))

@@ -101,7 +101,12 @@ class Lesson(Generic[C]):
         return self.cfg.quick
 
     def record(
-        self, name: str, value: float | int | torch.Tensor, *, min: float | None = None, max: float | None = None
+        self,
+        name: str,
+        value: float | int | torch.Tensor,
+        *,
+        min: float | None = None,
+        max: float | None = None,
     ) -> float:
         """Record a named outcome and the range it is expected in; returns it as a float.
 
@@ -117,7 +122,7 @@ class Lesson(Generic[C]):
         return value
 
     def uses_data(self, name: str, description: str) -> None:
-        """Say which data the lesson used, e.g. ``uses_data("train", "Fashion-MNIST from /usr/share/...")``."""
+        """Say which data the lesson used, e.g. ``uses_data("train", "Fashion-MNIST from ...")``."""
         self.data[name] = description
         print(f"  data {name}: {description}")
         self._save()

@@ -1,0 +1,95 @@
+"""The course runner and the lesson helpers it reads: outcomes, figures, summary table, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dlkit.course import COURSE, find_root, format_table, run_course, write_report
+from dlkit.device import get_device
+from dlkit.lesson import Lesson
+
+LESSON = """
+from dataclasses import dataclass
+import matplotlib.pyplot as plt
+from dlkit.lesson import Lesson, LessonConfig
+
+@dataclass
+class Config(LessonConfig):
+    value: float = 0.9
+
+lesson = Lesson("fundamentals/01_pytorch_basics", Config, quick={{"value": 0.8}})
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3])
+lesson.savefig(fig, "curve")
+lesson.record("score", lesson.cfg.value, min={min})
+{extra}
+lesson.finish()
+"""
+
+
+def make_course(tmp_path, *, min=0.5, extra="", second=None):
+    (tmp_path / "fundamentals").mkdir()
+    (tmp_path / "fundamentals" / "01_pytorch_basics.py").write_text(LESSON.format(min=min, extra=extra))
+    if second is not None:
+        (tmp_path / "fundamentals" / "02_neural_network_scratch.py").write_text(second)
+    return tmp_path
+
+
+def test_course_runs_lessons_and_writes_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    root = make_course(tmp_path, second="raise SystemExit('boom: no outcomes')\n")
+    results = run_course(root, quick=True, runs_dir=root / "runs", timeout=120)
+    assert [r.lesson for r in results] == list(COURSE[:2])
+    first, second = results
+    assert first.passed and first.outcomes["score"]["value"] == pytest.approx(0.8)  # quick override applied
+    assert not second.passed and second.returncode != 0 and "boom" in second.log
+    table = format_table(results)
+    assert "score = 0.8" in table and ">= 0.5" in table and "1/2 lessons passed" in table
+    report = write_report(results, root / "runs" / "course_report.md", quick=True, machine="test machine")
+    text = report.read_text()
+    assert "](fundamentals/01_pytorch_basics/curve.png)" in text
+    assert (report.parent / "fundamentals/01_pytorch_basics/curve.png").exists()
+
+
+def test_out_of_range_outcome_fails_the_lesson(tmp_path):
+    root = make_course(tmp_path, min=0.85)
+    (result,) = run_course(root, quick=True, runs_dir=root / "runs", timeout=120)
+    assert result.returncode == 1 and not result.passed
+    assert "out of range" in format_table([result])
+
+
+def test_find_root(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="--root"):
+        find_root(tmp_path)
+    assert find_root(make_course(tmp_path)) == tmp_path
+
+
+def test_lesson_records_to_env_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLKIT_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("DLKIT_OUTCOMES", str(tmp_path / "out.json"))
+    lesson = Lesson("demo/lesson", argv=["--seed", "3"])
+    assert lesson.record("loss", torch.tensor(0.25), max=1.0) == 0.25
+    lesson.record("nan", float("nan"))
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["config"]["seed"] == 3 and data["outcomes"]["loss"]["passed"]
+    assert not data["outcomes"]["nan"]["passed"]  # a NaN is never an expected outcome
+    assert (tmp_path / "runs" / "demo" / "lesson" / "config.json").exists()
+    with pytest.raises(SystemExit):
+        lesson.finish()
+
+
+def test_get_device():
+    assert get_device("cpu").type == "cpu"
+    assert get_device(None).type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="available devices are cpu"):
+            get_device("cuda")
+
+
+def test_course_cli_in_repo_lists_lessons_in_order():
+    assert COURSE[0].startswith("fundamentals/01") and COURSE.index("nlp/01_word_embeddings") > COURSE.index(
+        "computer_vision/04_object_detection"
+    )
