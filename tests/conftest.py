@@ -21,6 +21,9 @@ if SHARED_DATA.is_dir():
         os.environ["DLKIT_DATA"] = os.pathsep.join([*entries, str(SHARED_DATA)])
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["DLKIT_PROGRESS"] = "0"
+# `pytest -n 2` runs two workers on a 2-core machine: one thread each, or torch's OpenMP threads
+# busy-wait for each other and a lesson takes four times as long. Speed is measured in benchmarks/.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def run_lesson(relpath: str, *args: str, tmp_path: Path, timeout: float = 300) -> dict[str, Any]:

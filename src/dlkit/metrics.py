@@ -1,0 +1,104 @@
+"""Accuracy, and a CSV file that grows by one row per epoch."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CSVLogger", "EpochMeter", "accuracy", "is_class_logits", "num_correct"]
+
+
+def is_class_logits(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
+    """True when ``outputs`` are (B, C) class scores and ``targets`` are (B,) int64 class ids."""
+    return (
+        outputs.ndim == 2
+        and targets.ndim == 1
+        and targets.dtype == torch.int64
+        and outputs.shape[0] == targets.shape[0]
+        and outputs.is_floating_point()
+    )
+
+
+def num_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How many rows of (B, C) ``logits`` have their largest score at the target class (a 0-d tensor).
+
+    It stays a tensor on the device, so a training loop can add it up without waiting for the GPU.
+    """
+    return (logits.argmax(dim=1) == targets).sum()
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The fraction of (B, C) ``logits`` whose argmax equals the (B,) ``targets``."""
+    if not is_class_logits(logits, targets):
+        raise ValueError(
+            f"accuracy needs (B, C) logits and (B,) int64 targets, got {tuple(logits.shape)} "
+            f"and {tuple(targets.shape)} {targets.dtype}"
+        )
+    return num_correct(logits, targets).item() / max(len(targets), 1)
+
+
+class CSVLogger:
+    """Append one dict per call to a CSV file; the first row fixes the columns.
+
+    With ``append=False`` an existing file is replaced by the first row logged (``fit`` uses this to
+    rewrite the history it restored from a checkpoint, so no epoch appears twice). With
+    ``append=True`` new rows go after the existing ones, under the existing header.
+    """
+
+    def __init__(self, path: str | Path, *, append: bool = True) -> None:
+        self.path = Path(path)
+        self.fieldnames: list[str] | None = None
+        if append and self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open(newline="") as f:
+                self.fieldnames = next(csv.reader(f), None)
+        elif not append:
+            self.path.unlink(missing_ok=True)
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Write ``row``; keys that the first row did not have are left out, missing ones left empty."""
+        new_file = self.fieldnames is None
+        if new_file:
+            self.fieldnames = list(row)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a" if not new_file else "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fieldnames, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class EpochMeter:
+    """Running sums over an epoch: loss * batch size, correct predictions, samples.
+
+    The sums stay a tensor on the device, so the loop never waits for the GPU with ``.item()``; under
+    DDP one ``all_reduce(meter.sums)`` turns every process's sums into the global ones.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.sums = torch.zeros(3, dtype=dtype, device=device)  # (loss * n, correct, n)
+        self.classification = True
+
+    def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add one batch: ``loss`` is the batch mean, ``outputs`` the model's, ``targets`` the labels."""
+        n = targets.shape[0]
+        self.sums[0] += loss.detach() * n
+        if is_class_logits(outputs, targets):
+            self.sums[1] += num_correct(outputs.detach(), targets)
+        else:
+            self.classification = False
+        self.sums[2] += n
+
+    def compute(self) -> dict[str, float]:
+        """{"loss": mean loss per sample, "acc": accuracy (only when every batch was classification)}."""
+        loss_sum, correct, count = self.sums.tolist()
+        if count == 0:
+            return {"loss": float("nan")}
+        result = {"loss": loss_sum / count}
+        if self.classification:
+            result["acc"] = correct / count
+        return result
