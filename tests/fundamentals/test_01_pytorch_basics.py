@@ -1,0 +1,74 @@
+"""Lesson 01 runs in quick mode and measures what it teaches; its finite-difference routine is right."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import ROOT, outcome, run_lesson
+
+LESSON = "fundamentals/01_pytorch_basics.py"
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_lesson(LESSON, tmp_path=tmp_path_factory.mktemp("lesson01"))
+
+
+def test_tensor_semantics(outcomes: dict[str, Any]) -> None:
+    assert outcome(outcomes, "broadcast_shape_ok") == 1.0
+    assert outcome(outcomes, "view_shares_storage") == 1.0
+    assert outcome(outcomes, "copies_are_independent") == 1.0
+    assert outcome(outcomes, "numpy_shares_memory") == 1.0
+
+
+def test_digits_are_normalised_per_pixel(outcomes: dict[str, Any]) -> None:
+    assert outcome(outcomes, "normalised_mean_abs") < 1e-4
+    assert abs(outcome(outcomes, "normalised_std") - 1.0) < 1e-3
+    assert "digits" in outcomes["data"]
+
+
+def test_autograd(outcomes: dict[str, Any]) -> None:
+    assert outcome(outcomes, "grad_accumulates") == 1.0
+    assert outcome(outcomes, "no_grad_builds_no_graph") == 1.0
+    assert outcome(outcomes, "finite_difference_max_abs_diff") < 1e-6
+    assert outcome(outcomes, "gradcheck_passed") == 1.0
+
+
+def test_timing_is_recorded_and_gpu_only_with_a_gpu(outcomes: dict[str, Any]) -> None:
+    assert outcome(outcomes, "cpu_matmul_gflops") > 0.0
+    on_gpu = outcomes["device"].startswith(("cuda", "mps"))
+    assert ("gpu_matmul_speedup" in outcomes["outcomes"]) == on_gpu
+    if not on_gpu:
+        assert "GPU timing skipped" in outcomes["stdout"]
+    assert all(o["passed"] for o in outcomes["outcomes"].values())
+
+
+def load_function(path: Path, name: str) -> Callable[..., Any]:
+    """Compile one top-level function from a lesson without running the lesson's other cells."""
+    tree = ast.parse(path.read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    namespace: dict[str, Any] = {"torch": torch, "Callable": Callable}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+def test_central_difference_matches_autograd_on_another_function() -> None:
+    central_difference = load_function(ROOT / LESSON, "central_difference")
+    torch.manual_seed(1)
+    W = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)  # a matrix input this time
+    v = torch.randn(4, dtype=torch.float64)
+
+    def f(W: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(torch.tanh(W) @ v, dim=0) + (W**3).sum() * 0.1
+
+    f(W).backward()
+    W_before = W.detach().clone()
+    numeric = central_difference(f, W, 1e-6)
+    assert numeric.shape == W.shape
+    assert (numeric - W.grad).abs().max().item() < 1e-7
+    assert torch.equal(W.detach(), W_before)  # it perturbs a copy, never the caller's tensor
