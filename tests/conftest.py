@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -69,3 +71,26 @@ def require_dataset(name: str) -> None:
             f"dataset {name!r} not found on the data search path or system locations "
             f"(CI points DLKIT_DATA at ../shared/data; run `dlkit doctor` to see where it looks)"
         )
+
+
+def load_definitions(path: Path) -> ModuleType:
+    """Execute only the imports, defs, classes and UPPER_CASE assignments of a lesson script.
+
+    Importing a lesson would run it (and parse pytest's argv as its flags); this gives the unit tests
+    its from-scratch functions without training anything.
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+
+    def keep(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
+            return True
+        if isinstance(node, ast.Assign):  # constants such as ACTIVATIONS, and type aliases
+            return all(isinstance(t, ast.Name) and t.id.isupper() and len(t.id) > 1 for t in node.targets)
+        return False
+
+    tree.body = [node for node in tree.body if keep(node)]
+    module = ModuleType(f"lesson_{path.stem}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module  # @dataclass looks its class's module up here
+    exec(compile(tree, str(path), "exec"), module.__dict__)
+    return module

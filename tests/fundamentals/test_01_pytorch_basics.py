@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, outcome, run_lesson
+from conftest import ROOT, load_definitions, outcome, run_lesson
 
 LESSON = "fundamentals/01_pytorch_basics.py"
 
@@ -48,17 +45,8 @@ def test_timing_is_recorded_and_gpu_only_with_a_gpu(outcomes: dict[str, Any]) ->
     assert all(o["passed"] for o in outcomes["outcomes"].values())
 
 
-def load_function(path: Path, name: str) -> Callable[..., Any]:
-    """Compile one top-level function from a lesson without running the lesson's other cells."""
-    tree = ast.parse(path.read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
-    namespace: dict[str, Any] = {"torch": torch, "Callable": Callable}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
-    return namespace[name]
-
-
 def test_central_difference_matches_autograd_on_another_function() -> None:
-    central_difference = load_function(ROOT / LESSON, "central_difference")
+    central_difference = load_definitions(ROOT / LESSON).central_difference
     torch.manual_seed(1)
     W = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)  # a matrix input this time
     v = torch.randn(4, dtype=torch.float64)

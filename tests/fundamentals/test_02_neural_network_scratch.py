@@ -7,38 +7,16 @@ by parsing the file, so they neither parse pytest's argv as the lesson's flags n
 
 from __future__ import annotations
 
-import ast
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, outcome, run_lesson
+from conftest import ROOT, load_definitions, outcome, run_lesson
 
 LESSON = "fundamentals/02_neural_network_scratch.py"
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 LOSSES = ("mse", "cross_entropy")
-
-
-def load_definitions(path: Path) -> ModuleType:
-    """Execute only the imports, defs, classes and UPPER_CASE assignments of a lesson script."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-
-    def keep(node: ast.stmt) -> bool:
-        if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
-            return True
-        if isinstance(node, ast.Assign):  # constants such as ACTIVATIONS, and type aliases
-            return all(isinstance(t, ast.Name) and t.id[0].isupper() for t in node.targets)
-        return False
-
-    tree.body = [node for node in tree.body if keep(node)]
-    module = ModuleType("lesson_02_definitions")
-    module.__file__ = str(path)
-    sys.modules[module.__name__] = module  # @dataclass looks its class's module up here
-    exec(compile(tree, str(path), "exec"), module.__dict__)
-    return module
 
 
 @pytest.fixture(scope="module")
