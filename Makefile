@@ -22,7 +22,7 @@ course: setup
 	$(BIN)/dlkit course
 
 test: setup
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

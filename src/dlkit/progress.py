@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["progress", "progress_enabled"]
 
@@ -24,5 +24,12 @@ def progress_enabled() -> bool:
 
 def progress(iterable: Iterable[T], desc: str = "", **kwargs: Any) -> Iterable[T]:
     """``tqdm(iterable)`` when progress is enabled, the iterable itself otherwise."""
-    disable = kwargs.pop("disable", False) or not progress_enabled()
-    return tqdm(iterable, desc=desc, disable=disable, leave=kwargs.pop("leave", False), **kwargs)
+    if kwargs.pop("disable", False) or not progress_enabled():
+        return iterable
+    # Not tqdm.auto: outside a notebook it is tqdm_asyncio, which calls iter() on the iterable when
+    # the bar is made; for a DataLoader that draws a shuffling seed and changes the run.
+    if "ipykernel" in sys.modules:
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm(iterable, desc=desc, leave=kwargs.pop("leave", False), **kwargs)
+    return tqdm(iterable, desc=desc, leave=kwargs.pop("leave", False), **kwargs)

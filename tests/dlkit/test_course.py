@@ -93,3 +93,18 @@ def test_course_cli_in_repo_lists_lessons_in_order():
     assert COURSE[0].startswith("fundamentals/01") and COURSE.index("nlp/01_word_embeddings") > COURSE.index(
         "computer_vision/04_object_detection"
     )
+
+
+def test_progress_bar_does_not_change_the_data_order(monkeypatch):
+    """A progress bar must not touch the loader: making a DataLoader iterator draws a shuffling seed."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dlkit.progress import progress
+
+    loader = DataLoader(TensorDataset(torch.arange(50)), batch_size=10, shuffle=True)
+    torch.manual_seed(0)
+    plain = torch.cat([x for (x,) in loader])
+    for enabled in ("0", "1"):
+        monkeypatch.setenv("DLKIT_PROGRESS", enabled)
+        torch.manual_seed(0)
+        assert torch.equal(torch.cat([x for (x,) in progress(loader, desc="test")]), plain)
