@@ -235,10 +235,13 @@ def _problem(info: DatasetInfo, folder: Path, path: str) -> str | None:
 
 
 def _candidates(info: DatasetInfo) -> list[Path]:
-    """Every folder where ``info`` may lie, in search order."""
-    return [root / f for root in data_search_path() for f in info.folders] + [
-        Path(d) for d in info.system_dirs
-    ]
+    """Every folder where ``info`` may lie, in search order.
+
+    System locations (such as Debian's /usr/share/datasets) come last; ``DLKIT_SYSTEM_DATA=0`` leaves
+    them out, e.g. to see what a machine without them would do.
+    """
+    system = [] if os.environ.get("DLKIT_SYSTEM_DATA") == "0" else [Path(d) for d in info.system_dirs]
+    return [root / f for root in data_search_path() for f in info.folders] + system
 
 
 def _find(info: DatasetInfo) -> tuple[Path, tuple[str, ...]] | None:

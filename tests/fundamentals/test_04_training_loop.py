@@ -87,16 +87,16 @@ def test_image_dataset_matches_tensor_dataset():
 @pytest.mark.slow
 def test_quick_mode_falls_back_to_digits_without_fashion_mnist(tmp_path):
     """A user's machine may have no Fashion-MNIST: quick mode then uses scikit-learn's digits."""
-    hide = (
-        "import dataclasses, runpy, sys; import dlkit.data as d; "
-        "d.REGISTRY['fashion_mnist'] = dataclasses.replace(d.REGISTRY['fashion_mnist'], system_dirs=()); "
-        f"sys.argv = ['lesson', '--quick']; runpy.run_path({str(ROOT / LESSON)!r}, run_name='__main__')"
-    )
     outcomes_path = tmp_path / "outcomes.json"
     env = {**os.environ, "DLKIT_DATA": str(tmp_path / "no_data"), "DLKIT_CACHE": str(tmp_path / "cache")}
-    env.update(DLKIT_RUNS=str(tmp_path / "runs"), DLKIT_OUTCOMES=str(outcomes_path))
+    env.update(DLKIT_SYSTEM_DATA="0", DLKIT_RUNS=str(tmp_path / "runs"), DLKIT_OUTCOMES=str(outcomes_path))
     proc = subprocess.run(
-        [sys.executable, "-c", hide], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(ROOT / LESSON), "--quick"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     data = json.loads(outcomes_path.read_text())
