@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CSVLogger", "EpochMeter", "accuracy", "is_class_logits", "num_correct"]
+__all__ = ["CSVLogger", "EpochMeter", "accuracy", "confusion_matrix", "is_class_logits", "num_correct"]
 
 
 def is_class_logits(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
@@ -102,3 +102,26 @@ class EpochMeter:
         if self.classification:
             result["acc"] = correct / count
         return result
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts of (true class, predicted class) pairs: an int64 (num_classes, num_classes) tensor.
+
+    Row i holds the examples whose true class is i, column j those predicted as j (the convention of
+    ``sklearn.metrics.confusion_matrix``), so the diagonal holds the correct predictions and
+    ``cm.diag() / cm.sum(1)`` is each class's recall. ``preds`` are (N,) class ids, or (N, C) scores
+    whose argmax is taken. The result is on the device of the inputs.
+    """
+    if preds.ndim == 2:
+        preds = preds.argmax(dim=1)
+    if preds.shape != targets.shape or preds.ndim != 1:
+        raise ValueError(
+            f"need (N,) predictions and (N,) targets, got {tuple(preds.shape)} and {tuple(targets.shape)}"
+        )
+    preds, targets = preds.long(), targets.long()
+    for name, ids in (("predictions", preds), ("targets", targets)):
+        if ids.numel() and (ids.min() < 0 or ids.max() >= num_classes):
+            raise ValueError(f"{name} must be class ids in [0, {num_classes}), got {ids.min()}..{ids.max()}")
+    # Pair (t, p) gets the single index t * C + p; counting those indices fills the matrix row by row.
+    counts = torch.bincount(targets * num_classes + preds, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)

@@ -16,7 +16,7 @@ import torch
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["image_grid", "plot_curves", "plot_history", "save_figure"]
+__all__ = ["image_grid", "plot_confusion_matrix", "plot_curves", "plot_history", "save_figure"]
 
 
 def _plt() -> Any:
@@ -100,3 +100,39 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return path
+
+
+def plot_confusion_matrix(
+    cm: torch.Tensor | Sequence[Sequence[float]],
+    classes: Sequence[str],
+    *,
+    normalize: bool = True,
+    title: str = "",
+) -> Figure:
+    """A confusion matrix as a heat map: rows are true classes, columns predicted ones.
+
+    ``cm`` is a (C, C) count matrix such as ``dlkit.metrics.confusion_matrix`` returns. With
+    ``normalize=True`` each row is divided by its total, so a cell reads "of the true class i, this
+    fraction was predicted as j" and the diagonal is each class's recall; otherwise cells show counts.
+    """
+    plt = _plt()
+    counts = torch.as_tensor(cm).detach().cpu().double()
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(classes):
+        raise ValueError(f"need a (C, C) matrix for {len(classes)} classes, got {tuple(counts.shape)}")
+    values = counts / counts.sum(dim=1, keepdim=True).clamp(min=1) if normalize else counts
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.62 * n, 0.9 + 0.55 * n))
+    image = ax.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    threshold = values.max().item() / 2  # dark cells get white text
+    for i in range(n):
+        for j in range(n):
+            value = values[i, j].item()
+            text = f"{value:.2f}" if normalize else f"{int(value)}"
+            color = "white" if value > threshold else "black"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=7)
+    ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    fig.tight_layout()
+    return fig
