@@ -1,0 +1,1 @@
+"""Projects: small production systems built on dlkit (train, evaluate, export, serve)."""

@@ -1,0 +1,4 @@
+"""Image classifier: train, evaluate, export, predict and serve a small CNN.
+
+Run ``python -m projects.image_classifier {train,evaluate,fast,export,predict,serve} --help``.
+"""

@@ -1,0 +1,130 @@
+"""The image classifier's page in a real browser: upload an image, see the predicted classes as bars.
+
+Drives Debian's Chromium (/usr/bin/chromium) through Playwright against a uvicorn server on a free
+port of 127.0.0.1; ``playwright install`` is never needed. Skipped when Chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import torch
+from conftest import ROOT
+from PIL import Image
+
+if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
+    sys.path.insert(0, str(ROOT))
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package", allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from dlkit.data import CIFAR10_CLASSES
+from dlkit.export import save_release
+from projects.image_classifier.models import build_model
+from projects.image_classifier.serve import build_app
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.slow
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def make_release(folder: Path) -> Path:
+    """A release of an untrained small resnet_small for CIFAR-10's classes (what export writes)."""
+    torch.manual_seed(0)
+    kwargs = {"widths": [8, 16, 16]}
+    model = build_model("resnet_small", 10, 3, **kwargs)
+    metadata = {
+        "architecture": {"name": "resnet_small", "kwargs": kwargs},
+        "num_classes": 10,
+        "in_channels": 3,
+        "classes": list(CIFAR10_CLASSES),
+        "preprocessing": {"size": [32, 32], "channels": 3, "mean": [0.0] * 3, "std": [1.0] * 3},
+        "dataset": "none: untrained, for a browser test",
+        "dataset_name": "none",
+        "metrics": {},
+    }
+    return save_release(model, metadata, folder)
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A uvicorn server in a thread, on a port the OS chose (no race for a 'free' port)."""
+    release = make_release(tmp_path_factory.mktemp("release"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(release), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not start within 60 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def page(server_url: str) -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(server_url)
+        yield page
+        browser.close()
+
+
+def test_uploaded_image_shows_the_predicted_label_as_bars(
+    page: Page, server_url: str, tmp_path: Path
+) -> None:
+    image = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (220, 30, 30)).save(image)
+    with image.open("rb") as f:
+        api = httpx.post(
+            server_url + "predict?top_k=5", files={"file": ("red.png", f, "image/png")}, timeout=30
+        )
+    assert api.status_code == 200
+    expected = [p["label"] for p in api.json()["predictions"]]
+
+    page.set_input_files("#file", str(image))
+    page.wait_for_selector(".bar-label")
+    labels = page.locator(".bar-label").all_text_contents()
+    assert labels == expected
+    values = page.locator(".bar-value").all_text_contents()
+    assert len(values) == 5 and all(v.endswith("%") for v in values)
+    assert page.is_visible("#preview")
+
+
+def test_a_file_that_is_not_an_image_shows_the_reason(page: Page, tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    page.set_input_files("#file", str(text))
+    error = page.wait_for_selector(".error")
+    assert error is not None and "Unsupported Media Type" in (error.text_content() or "")
+    assert page.locator(".bar").count() == 0
