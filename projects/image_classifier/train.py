@@ -178,6 +178,10 @@ def model_info(name: str, splits: Splits, kwargs: dict[str, Any], metrics: dict[
 def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model of a run folder (in eval mode, on ``device``) and its model_info.json."""
     run_dir = Path(run_dir)
+    if not (run_dir / "model_info.json").exists() or not (run_dir / "checkpoint.pt").exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished run folder: no model_info.json or checkpoint.pt"
+        )
     info = json.loads((run_dir / "model_info.json").read_text())
     model = build_model(info["model"], info["num_classes"], info["in_channels"], **info["model_kwargs"])
     load_checkpoint(run_dir / "checkpoint.pt", model=model, restore_rng=False)
