@@ -28,14 +28,21 @@ os.environ["DLKIT_PROGRESS"] = "0"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run_lesson(relpath: str, *args: str, tmp_path: Path, timeout: float = 300) -> dict[str, Any]:
+def run_lesson(
+    relpath: str, *args: str, tmp_path: Path, timeout: float = 300, no_data: bool = False
+) -> dict[str, Any]:
     """Run ``ROOT/relpath`` as a script (``--quick`` unless args say otherwise); return its outcomes JSON.
 
     The lesson runs with its working directory and ``runs/`` inside ``tmp_path``; a non-zero exit
-    fails the test with the lesson's output.
+    fails the test with the lesson's output. ``no_data=True`` runs it as on a user's machine with no
+    dataset anywhere: an empty data search path and cache, and no system locations.
     """
     outcomes = tmp_path / "outcomes.json"
     env = {**os.environ, "DLKIT_OUTCOMES": str(outcomes), "DLKIT_RUNS": str(tmp_path / "runs")}
+    if no_data:
+        env.update(
+            DLKIT_DATA=str(tmp_path / "no_data"), DLKIT_CACHE=str(tmp_path / "cache"), DLKIT_SYSTEM_DATA="0"
+        )
     argv = list(args) if args else ["--quick"]
     proc = subprocess.run(
         [sys.executable, str(ROOT / relpath), *argv],

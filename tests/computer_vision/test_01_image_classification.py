@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,19 +174,7 @@ def test_device_batches_cover_every_example_once_in_a_new_order(lesson):
 @pytest.mark.slow
 def test_quick_mode_falls_back_to_digits_without_fashion_mnist(tmp_path):
     """A user's machine may have no Fashion-MNIST: quick mode then uses scikit-learn's 8x8 digits."""
-    outcomes_path = tmp_path / "outcomes.json"
-    env = {**os.environ, "DLKIT_DATA": str(tmp_path / "no_data"), "DLKIT_CACHE": str(tmp_path / "cache")}
-    env.update(DLKIT_SYSTEM_DATA="0", DLKIT_RUNS=str(tmp_path / "runs"), DLKIT_OUTCOMES=str(outcomes_path))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / LESSON), "--quick"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    data = json.loads(outcomes_path.read_text())
+    data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
     assert "load_digits" in data["data"]["train"]
     assert outcome(data, "test_acc") >= 0.85
     assert outcome(data, "receptive_field_gap") == 0

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,21 +83,9 @@ def test_image_dataset_matches_tensor_dataset():
 @pytest.mark.slow
 def test_quick_mode_falls_back_to_digits_without_fashion_mnist(tmp_path):
     """A user's machine may have no Fashion-MNIST: quick mode then uses scikit-learn's digits."""
-    outcomes_path = tmp_path / "outcomes.json"
-    env = {**os.environ, "DLKIT_DATA": str(tmp_path / "no_data"), "DLKIT_CACHE": str(tmp_path / "cache")}
-    env.update(DLKIT_SYSTEM_DATA="0", DLKIT_RUNS=str(tmp_path / "runs"), DLKIT_OUTCOMES=str(outcomes_path))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / LESSON), "--quick"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    data = json.loads(outcomes_path.read_text())
+    data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
     assert "load_digits" in data["data"]["train"]
-    assert "scikit-learn digits" in proc.stdout
+    assert "scikit-learn digits" in data["stdout"]
     assert outcome(data, "test_acc") >= 0.70
     assert outcome(data, "resume_max_abs_diff") < 1e-6
     assert outcome(data, "early_stopped") == 1.0
