@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
-from dlkit.data import load_dataset, locate
+from dlkit.data import choose_dataset, load_dataset
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.metrics import confusion_matrix
 from dlkit.plots import image_grid, plot_confusion_matrix, plot_history
@@ -60,7 +60,7 @@ lesson = Lesson("computer_vision/01_image_classification", Config, quick=quick)
 cfg, device = lesson.cfg, lesson.device
 
 # Quick mode never needs the network: a Fashion-MNIST subset when it is on disk, else sklearn's digits.
-name = "fashion_mnist" if not lesson.quick or locate("fashion_mnist") is not None else "digits"
+name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
 print("data:", "Fashion-MNIST (28x28)" if name == "fashion_mnist" else "scikit-learn digits (8x8)")
 train_data, test_data = load_dataset(name, split="train"), load_dataset(name, split="test")
 if cfg.num_train:

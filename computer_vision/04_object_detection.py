@@ -27,7 +27,7 @@ from torchvision.models.detection import FasterRCNN_MobileNet_V3_Large_320_FPN_W
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
-from dlkit.data import ImageData, load_dataset, locate
+from dlkit.data import ImageData, choose_dataset, load_dataset
 from dlkit.device import autocast_dtype, seed_everything
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.plots import plot_curves
@@ -58,7 +58,7 @@ lesson = Lesson("computer_vision/04_object_detection", Config, quick={**QUICK, "
 cfg, device, full = lesson.cfg, lesson.device, not lesson.quick
 
 # Full mode uses Fashion-MNIST (downloaded when missing); quick mode falls back to the bundled digits.
-name = "fashion_mnist" if full or locate("fashion_mnist") is not None else "digits"
+name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
 train_items, test_items = load_dataset(name, split="train"), load_dataset(name, split="test")
 lesson.uses_data(name, f"scenes pasted from {train_items.source} and (held out) {test_items.source}")
 # Five coarse classes: T-shirts, pullovers, coats and shirts look too much alike at 20 pixels.

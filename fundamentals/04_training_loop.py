@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, random_split
 
 from dlkit.checkpoint import load_checkpoint
-from dlkit.data import load_dataset, locate
+from dlkit.data import choose_dataset, load_dataset
 from dlkit.device import seed_everything
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.plots import image_grid, plot_curves
@@ -57,7 +57,7 @@ lesson = Lesson("fundamentals/04_training_loop", Config, quick=quick)
 cfg, device = lesson.cfg, lesson.device
 
 # Quick mode never needs the network: a Fashion-MNIST subset when it is on disk, else sklearn's digits.
-name = "fashion_mnist" if not lesson.quick or locate("fashion_mnist") is not None else "digits"
+name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
 print("data:", "Fashion-MNIST (28x28)" if name == "fashion_mnist" else "scikit-learn digits (8x8)")
 train_data, test_data = load_dataset(name, split="train"), load_dataset(name, split="test")
 if cfg.num_train:

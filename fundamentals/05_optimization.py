@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, OneCycleLR, StepLR
 
-from dlkit.data import load_dataset, locate
+from dlkit.data import choose_dataset, load_dataset
 from dlkit.device import seed_everything
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.plots import plot_curves
@@ -56,7 +56,7 @@ lesson = Lesson(
 cfg, device, full = lesson.cfg, lesson.device, not lesson.quick
 
 # Full mode uses Fashion-MNIST (downloaded when missing); quick mode falls back to the bundled digits.
-name = "fashion_mnist" if full or locate("fashion_mnist") is not None else "digits"
+name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
 train_all, test_all = load_dataset(name, split="train"), load_dataset(name, split="test")
 train, small = train_all.subset(cfg.num_train, seed=cfg.seed), train_all.subset(cfg.num_small, seed=cfg.seed)
 test = test_all.subset(cfg.num_test, seed=cfg.seed)

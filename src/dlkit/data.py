@@ -374,6 +374,18 @@ def _not_found_message(info: DatasetInfo, reason: str) -> str:
     return "\n".join(lines)
 
 
+def choose_dataset(preferred: str, fallback: str, *, quick: bool) -> str:
+    """The dataset a lesson uses: ``preferred`` in full mode (downloaded when missing), and in quick
+    mode only when a local copy exists, else ``fallback`` (one that ships, such as "digits").
+
+    Quick mode thus never needs the network, and still uses the real data when the machine has it.
+    """
+    if not quick or _quiet_locate(preferred) is not None:
+        return preferred
+    print(f"quick mode: {preferred} is not on this machine, so this run uses {fallback} instead")
+    return fallback
+
+
 def _quiet_locate(name: str) -> Path | None:
     try:
         return locate(name)

@@ -388,3 +388,14 @@ def test_cifar10_jpeg(tmp_path, monkeypatch):
     again = load_dataset("cifar10_jpeg", "test")
     assert time.perf_counter() - start < 2.0  # from the decoded cache (well under 1 s on an idle machine)
     assert torch.equal(again.x, test.x)
+
+
+def test_choose_dataset_falls_back_only_in_quick_mode_without_a_local_copy(tmp_path, monkeypatch):
+    from dlkit.data import choose_dataset
+
+    monkeypatch.setenv("DLKIT_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("DLKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLKIT_SYSTEM_DATA", "0")
+    assert choose_dataset("fashion_mnist", "digits", quick=True) == "digits"
+    assert choose_dataset("fashion_mnist", "digits", quick=False) == "fashion_mnist"  # full mode downloads
+    assert choose_dataset("digits", "fashion_mnist", quick=True) == "digits"  # ships with scikit-learn
