@@ -39,7 +39,17 @@ from projects.image_classifier.data import Splits, channel_stats, load_splits
 from projects.image_classifier.models import build_model
 from projects.image_classifier.train import airbench_sgd, triangle
 
-__all__ = ["DeviceData", "FastConfig", "main", "make_model", "reset_model", "to_device", "train_fast"]
+__all__ = [
+    "DeviceData",
+    "FastConfig",
+    "main",
+    "make_model",
+    "reset_model",
+    "run_many",
+    "to_device",
+    "train_fast",
+    "warm_up",
+]
 
 
 @dataclass
@@ -48,7 +58,9 @@ class FastConfig:
 
     dataset: str = field(default="cifar10_jpeg", metadata={"help": "cifar10, cifar10_jpeg, fashion_mnist"})
     widths: tuple[int, ...] = (64, 256, 256)
-    num_epochs: float = 9.9
+    # airbench94 trains 9.9 epochs on the official CIFAR-10; on the JPEG copy that gave 90.46% +- 0.17
+    # (n=5, one H100), 12 epochs 90.77% +- 0.15 in 3.66 s (benchmarks/results/cifar10_speed_h100_*.txt).
+    num_epochs: float = 12.0
     batch_size: int = 1024
     lr: float = 11.5
     momentum: float = 0.85
@@ -240,11 +252,17 @@ def warm_up(cfg: FastConfig, data: DeviceData, model: nn.Module, net: nn.Module)
     train_fast(replace(cfg, num_epochs=epochs, eval_every_epoch=False), fake, model, net, verbose=False)
 
 
-def run_many(cfg: FastConfig, data: DeviceData, device: torch.device) -> list[dict[str, Any]]:
-    """``cfg.runs`` timed runs with seeds seed, seed+1, ... after one untimed warm-up when compiling."""
-    model, net = make_model(cfg, data, device)
-    if net is not model:
-        warm_up(cfg, data, model, net)
+def run_many(
+    cfg: FastConfig, data: DeviceData, device: torch.device, model: tuple[nn.Module, nn.Module] | None = None
+) -> list[dict[str, Any]]:
+    """``cfg.runs`` timed runs with seeds seed, seed+1, ... after one untimed warm-up when compiling
+    (skipped when ``model`` passes an already warmed-up (model, net) pair from :func:`make_model`)."""
+    if model is None:
+        model, net = make_model(cfg, data, device)
+        if net is not model:
+            warm_up(cfg, data, model, net)
+    else:
+        model, net = model
     results = []
     for run in range(cfg.runs):
         seed_everything(cfg.seed + run)
