@@ -35,7 +35,7 @@ from dlkit.data import choose_dataset, load_dataset
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.metrics import confusion_matrix
 from dlkit.plots import image_grid, plot_confusion_matrix, plot_history
-from dlkit.train import History, fit
+from dlkit.train import History, TensorBatches, fit
 
 
 @dataclass
@@ -285,7 +285,8 @@ lesson.record("cnn_params", num_params(model), max=200_000)
 # ## Training: data on the device, batched augmentation, bf16, OneCycle
 #
 # Fashion-MNIST fits in memory many times over, so, as in the fastest CIFAR-10 scripts, the whole set
-# moves to the device once, and a batch is `X[idx]`: no per-image `Dataset.__getitem__`, no collation.
+# moves to the device once, and a batch is `X[idx]`: no per-image `Dataset.__getitem__`, no collation
+# (`dlkit.train.TensorBatches` does this, in a new order every epoch, and `fit` takes it for a loader).
 # Augmentation is batched too: half of the images are mirrored left-right (clothes look the same
 # mirrored; digits do not, so they are not flipped), and with `--max-shift m` each is also moved by up
 # to m pixels, all in one indexing operation.
@@ -308,22 +309,6 @@ def flip_and_shift(X: torch.Tensor, max_shift: int, flip: bool, fill: float) -> 
     return padded[b, c, rows, cols]  # (B, C, H, W): the window of each image at its own offset
 
 
-class DeviceBatches:
-    """(X, y) batches of tensors already on the device, in a new order every epoch (global RNG)."""
-
-    def __init__(self, X, y, batch_size: int, *, shuffle: bool = False, augment=None) -> None:
-        self.X, self.y, self.batch_size, self.shuffle, self.augment = X, y, batch_size, shuffle, augment
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.y)
-        order = torch.randperm(n, device=self.X.device) if self.shuffle else torch.arange(n)
-        for idx in order.split(self.batch_size):
-            yield (self.X[idx] if self.augment is None else self.augment(self.X[idx])), self.y[idx]
-
-
 # %%
 perm = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed))
 val_idx, fit_idx = perm[: cfg.num_val], perm[cfg.num_val :]
@@ -334,7 +319,7 @@ X_test, y_test = ((test_data.x - mean) / std).to(device), test_data.y.to(device)
 flip, max_shift = name == "fashion_mnist", min(cfg.max_shift, size // 8)
 fill = ((0 - mean) / std).item()  # the background, black, after standardising
 augment = partial(flip_and_shift, max_shift=max_shift, flip=flip, fill=fill)  # X -> augmented X
-val_batches = DeviceBatches(X_val, y_val, 1000)
+val_batches = TensorBatches(X_val, y_val, 1000)
 shown = augment(X_train[:16]) * std + mean
 lesson.savefig(image_grid(shown, [classes[i] for i in y_train[:16].tolist()]), "augmented_samples")
 print(f"train {len(y_train):,}  val {len(y_val):,}  test {len(y_test):,}; flip {flip}, shift <= {max_shift}")
@@ -355,7 +340,7 @@ print(f"train {len(y_train):,}  val {len(y_val):,}  test {len(y_test):,}; flip {
 def train(model: nn.Module, num_epochs: int, run_name: str, augment=None) -> History:
     if device.type == "cuda":  # (N, H, W, C) in memory: the layout GPU convolutions are fastest in
         model = model.to(memory_format=torch.channels_last)  # the conv outputs follow the weights' layout
-    batches = DeviceBatches(X_train, y_train, cfg.batch_size, shuffle=True, augment=augment)
+    batches = TensorBatches(X_train, y_train, cfg.batch_size, shuffle=True, augment=augment)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=num_epochs * len(batches))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

@@ -9,7 +9,6 @@ was moved there, with random flips and translations done for the whole batch at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from dlkit.augment import cutout, flip_lr, random_translate
 from dlkit.data import REGISTRY, ImageData, load_dataset
+from dlkit.train import TensorBatches
 
 __all__ = ["DATASETS", "BatchLoader", "Splits", "channel_stats", "load_image_folder", "load_splits"]
 
@@ -115,12 +115,10 @@ def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
     return [round(v, 4) for v in mean.tolist()], [round(v, 4) for v in std.tolist()]
 
 
-class BatchLoader:
-    """(x, y) batches from tensors on any device, shuffled and augmented a whole batch at a time.
-
-    It stands in for a DataLoader in ``dlkit.train.fit``: shuffling and augmentation draw from the
-    global RNG of the data's device, which ``fit`` saves in its checkpoints, so a resumed run sees the
-    same batches as an uninterrupted one. ``channels_last`` hands the model NHWC-laid-out batches.
+class BatchLoader(TensorBatches):
+    """:class:`dlkit.train.TensorBatches` with the project's batched augmentation: random flips,
+    translations and cutout of a whole batch at a time; ``channels_last`` hands the model
+    NHWC-laid-out batches. It stands in for a DataLoader in ``dlkit.train.fit``.
     """
 
     def __init__(
@@ -136,24 +134,8 @@ class BatchLoader:
         drop_last: bool = False,
         channels_last: bool = False,
     ) -> None:
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.shuffle, self.flip, self.translate, self.cutout = shuffle, flip, translate, cutout
-        self.drop_last, self.channels_last = drop_last, channels_last
-
-    def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.y)
-        order = torch.randperm(n, device=self.x.device) if self.shuffle else None
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            if order is None:
-                x, y = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
-            else:
-                idx = order[start : start + self.batch_size]
-                x, y = self.x[idx], self.y[idx]
-            yield self._augment(x), y
+        super().__init__(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, augment=self._augment)
+        self.flip, self.translate, self.cutout, self.channels_last = flip, translate, cutout, channels_last
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
         if self.flip:

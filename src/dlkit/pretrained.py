@@ -177,8 +177,8 @@ def _reachable(host: str) -> bool:
 
     def probe() -> None:
         try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            ok.append(True)
+            with socket.create_connection((host, 443), timeout=timeout):
+                ok.append(True)
         except OSError:
             pass
 

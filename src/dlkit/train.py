@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from dlkit.progress import progress as progress_bar
 __all__ = [
     "EarlyStopping",
     "History",
+    "TensorBatches",
     "cleanup_distributed",
     "evaluate",
     "fit",
@@ -150,6 +151,44 @@ def make_loader(
         drop_last=drop_last,
         pin_memory=pin_memory,
     )
+
+
+class TensorBatches:
+    """(x, y) batches of tensors already on their device: a DataLoader stand-in for data that fits.
+
+    Small datasets live on the GPU whole; indexing them there beats a DataLoader's per-sample collate
+    by far. Shuffling draws from the global RNG of the data's device (which ``fit`` checkpoints, so a
+    resumed run sees the same batches); ``augment`` maps a whole batch ``x`` to an augmented one.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.y), device=self.x.device) if self.shuffle else None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            if order is None:  # slices are views: no copy
+                x, y = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+            else:
+                idx = order[start : start + self.batch_size]
+                x, y = self.x[idx], self.y[idx]
+            yield (x if self.augment is None else self.augment(x)), y
 
 
 # --- One epoch -------------------------------------------------------------------------------------

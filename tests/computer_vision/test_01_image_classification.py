@@ -160,17 +160,6 @@ def test_flip_and_shift_mirrors_about_half_and_pads_with_fill(lesson):
     assert set(shifted.unique().tolist()) <= {0.0, -7.0} and (shifted == -7.0).any()
 
 
-def test_device_batches_cover_every_example_once_in_a_new_order(lesson):
-    X, y = torch.arange(10.0)[:, None], torch.arange(10)
-    batches = lesson.DeviceBatches(X, y, 4, shuffle=True)
-    assert len(batches) == 3
-    epochs = [torch.cat([b for _, b in batches]) for _ in range(2)]
-    assert all(sorted(e.tolist()) == list(range(10)) for e in epochs)
-    assert not torch.equal(epochs[0], epochs[1])
-    first = next(iter(lesson.DeviceBatches(X, y, 4, augment=lambda x: -x)))
-    assert torch.equal(first[0], -X[:4]) and torch.equal(first[1], y[:4])  # unshuffled, augmented
-
-
 @pytest.mark.slow
 def test_quick_mode_falls_back_to_digits_without_fashion_mnist(tmp_path):
     """A user's machine may have no Fashion-MNIST: quick mode then uses scikit-learn's 8x8 digits."""

@@ -245,3 +245,18 @@ def test_monitoring_val_metrics_needs_a_val_loader():
             device="cpu",
             early_stopping_patience=2,
         )
+
+
+def test_tensor_batches_cover_every_example_once_in_a_new_order():
+    from dlkit.train import TensorBatches
+
+    X, y = torch.arange(10.0)[:, None], torch.arange(10)
+    batches = TensorBatches(X, y, 4, shuffle=True)
+    assert len(batches) == 3 and len(TensorBatches(X, y, 4, drop_last=True)) == 2
+    epochs = [torch.cat([b for _, b in batches]) for _ in range(2)]
+    assert all(sorted(e.tolist()) == list(range(10)) for e in epochs)
+    assert not torch.equal(epochs[0], epochs[1])
+    first = next(iter(TensorBatches(X, y, 4, augment=lambda x: -x)))
+    assert torch.equal(first[0], -X[:4]) and torch.equal(first[1], y[:4])  # unshuffled, augmented
+    with pytest.raises(ValueError, match="10 examples"):
+        TensorBatches(X, y[:5], 4)
