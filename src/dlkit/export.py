@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -305,34 +306,46 @@ def onnx_session(path: str | Path, num_threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def _onnx_feed(tensor: torch.Tensor) -> Any:
+    """A tensor as ONNX Runtime takes it: floating point as float32, integers (token ids) as they are."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+
+
 @torch.no_grad()
 def check_onnx_parity(
     model: nn.Module,
     onnx_path: str | Path,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | Sequence[Sequence[torch.Tensor]],
     atol: float = 1e-4,
     rtol: float = 1e-4,
     batch_size: int = 256,
 ) -> float:
     """The largest |ONNX Runtime - PyTorch| over ``inputs``; ParityError if any output is out of tolerance.
 
-    An output passes when ``|onnx - torch| <= atol + rtol * |torch|`` (numpy.allclose's rule).
+    ``inputs`` is one tensor (split into batches of ``batch_size``) or a sequence of batches, each a
+    tuple of the model's inputs in the graph's input order (e.g. token ids and an attention mask).
+    Integer inputs stay integers. An output passes when ``|onnx - torch| <= atol + rtol * |torch|``
+    (numpy.allclose's rule).
     """
     model = unwrap_model(model).eval()
     device = next(model.parameters(), torch.empty(0)).device
     session = onnx_session(onnx_path)
-    input_name = session.get_inputs()[0].name
-    worst, worst_excess = 0.0, -float("inf")
-    for batch in inputs.split(batch_size):
-        expected = model(batch.to(device)).float().cpu().double()  # (B, ...)
-        got = torch.from_numpy(session.run(None, {input_name: batch.float().cpu().numpy()})[0]).double()
+    names = [i.name for i in session.get_inputs()]
+    batches = [(b,) for b in inputs.split(batch_size)] if isinstance(inputs, torch.Tensor) else inputs
+    worst, worst_excess, count = 0.0, -float("inf"), 0
+    for batch in batches:
+        expected = model(*(t.to(device) for t in batch)).float().cpu().double()  # (B, ...)
+        feed = {name: _onnx_feed(t) for name, t in zip(names, batch, strict=True)}
+        got = torch.from_numpy(np.asarray(session.run(None, feed)[0])).double()
         diff = (got - expected).abs()
         worst = max(worst, float(diff.max()))
         worst_excess = max(worst_excess, float((diff - atol - rtol * expected.abs()).max()))
+        count += len(batch[0])
     if worst_excess > 0:
         raise ParityError(
             f"ONNX Runtime and PyTorch disagree on {onnx_path}: max abs diff {worst:.3g} "
-            f"(tolerance atol={atol:g}, rtol={rtol:g}, over {len(inputs)} inputs)",
+            f"(tolerance atol={atol:g}, rtol={rtol:g}, over {count} inputs)",
             worst,
         )
     return worst

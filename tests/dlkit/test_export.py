@@ -180,3 +180,26 @@ def test_exported_program_round_trips(tmp_path: Path) -> None:
     program = load_program(path)
     x = torch.rand(5, 3, 8, 8)
     torch.testing.assert_close(program(x), model(x))
+
+
+class TokenNet(nn.Module):
+    """Token ids (B, T) and a float mask (B, T) -> (B, 2): a model whose first input is an integer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.head = nn.Embedding(50, 8), nn.Linear(8, 2)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = (self.embed(ids) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return self.head(pooled)
+
+
+@pytest.mark.slow
+def test_onnx_parity_keeps_integer_inputs_and_takes_several(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TokenNet().eval()
+    ids, mask = torch.randint(0, 50, (3, 6)), torch.ones(3, 6)
+    path = tmp_path / "tokens.onnx"
+    torch.onnx.export(model, (ids, mask), str(path), dynamo=True, input_names=["ids", "mask"], verbose=False)
+    batches = [(torch.randint(0, 50, (3, 6)), torch.ones(3, 6)) for _ in range(2)]
+    assert check_onnx_parity(model, path, batches) < 1e-5
