@@ -6,16 +6,14 @@ port of 127.0.0.1; ``playwright install`` is never needed. Skipped when Chromium
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from _server import running_server
 from conftest import ROOT
 from PIL import Image
 
@@ -26,7 +24,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package", allow_module_level=True)
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from dlkit.data import CIFAR10_CLASSES
@@ -70,21 +68,8 @@ def make_release(folder: Path) -> Path:
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A uvicorn server in a thread, on a port the OS chose (no race for a 'free' port)."""
     release = make_release(tmp_path_factory.mktemp("release"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(release), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start within 60 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running_server(build_app(release)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
