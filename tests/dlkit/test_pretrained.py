@@ -140,7 +140,12 @@ def test_download_false_never_touches_the_network(
 def test_unreachable_network_fails_over_quickly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(pretrained, "NETWORK_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(60))  # a network that hangs
+
+    def hang(*args: object, **kwargs: object) -> None:  # a network that hangs, then gives up
+        time.sleep(60)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     start = time.perf_counter()
     with pytest.warns(UserWarning, match="did not answer"):
         backbone = load_backbone("efficientnet_b0", download=True)
