@@ -17,8 +17,6 @@ within ``--atol``/``--rtol``; otherwise the export fails and nothing is written.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,6 @@ from torch import nn
 from dlkit.config import parse_config
 from dlkit.data import REGISTRY, load_dataset, locate
 from dlkit.export import (
-    METADATA_FILE,
     ParityError,
     check_onnx_parity,
     export_onnx,
@@ -39,6 +36,7 @@ from dlkit.export import (
     load_program,
     read_metadata,
     save_release,
+    staged_release,
 )
 from dlkit.serve import decode_image
 from projects.image_classifier.predict import find_images, prepare_image
@@ -130,15 +128,6 @@ def _release_metadata(info: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _replace_folder(staging: Path, out_dir: Path) -> None:
-    """Move the finished release into place; an existing folder is replaced only if it is a release."""
-    if out_dir.exists():
-        if not (out_dir / METADATA_FILE).exists() and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} exists and is not a release folder: choose another --out")
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-
-
 def release_from_run(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -157,10 +146,7 @@ def release_from_run(
     out_dir = Path(out_dir) if out_dir else run_dir / "release"
     model, info = load_trained(run_dir)
     metadata = _release_metadata(info, run_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_release(out_dir) as staging:
         if graphs:
             x, source = parity_images(info, run_dir, num_images, images)
             export_onnx(model, x[:2], staging / "model.onnx", input_name="images", output_name="logits")
@@ -174,9 +160,6 @@ def release_from_run(
                 "onnx_max_abs_diff": onnx_diff, "program_max_abs_diff": program_diff,
             }  # fmt: skip
         save_release(model, metadata, staging)
-        _replace_folder(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return read_metadata(out_dir)
 
 

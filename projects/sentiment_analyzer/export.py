@@ -20,8 +20,6 @@ otherwise the export fails and nothing is written.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -34,7 +32,13 @@ from torch import nn
 
 from dlkit.config import parse_config
 from dlkit.data import DatasetNotFoundError, file_digest, locate
-from dlkit.export import METADATA_FILE, ParityError, check_onnx_parity, read_metadata, save_release
+from dlkit.export import (
+    ParityError,
+    check_onnx_parity,
+    read_metadata,
+    save_release,
+    staged_release,
+)
 from projects.sentiment_analyzer.data import load_splits, synthetic_reviews
 from projects.sentiment_analyzer.train import length_batches, load_trained
 
@@ -100,15 +104,6 @@ def _digests(folder: Path, names: Sequence[str]) -> dict[str, str]:
     return digests
 
 
-def _replace_folder(staging: Path, out_dir: Path) -> None:
-    """Move the finished release into place; an existing folder is replaced only if it is a release."""
-    if out_dir.exists():
-        if not (out_dir / METADATA_FILE).exists() and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} exists and is not a release folder: choose another --out")
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-
-
 def release_from_run(
     run_dir: str | Path, out_dir: str | Path | None = None, *, num_texts: int = 256, atol: float = 1e-4,
     rtol: float = 1e-4, graphs: bool = True,
@@ -129,10 +124,7 @@ def release_from_run(
             "config": json.loads(config.read_text()) if config.exists() else None,
         },
     }
-    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_release(out_dir) as staging:
         metadata["featurizer_files"] = _digests(staging, featurizer.save(staging))
         if graphs:
             names = INPUT_NAMES[info["model"]]
@@ -148,9 +140,6 @@ def release_from_run(
             metadata["onnx"] = {"inputs": names, "output": "logits", "dynamic": ["batch", "length"]}
             metadata["parity"] = {"texts": source, "atol": atol, "rtol": rtol, "onnx_max_abs_diff": diff}
         save_release(model, metadata, staging)
-        _replace_folder(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return read_metadata(out_dir)
 
 

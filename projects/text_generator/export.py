@@ -18,8 +18,6 @@ fails and nothing is written.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,12 +28,12 @@ import torch
 
 from dlkit.config import parse_config
 from dlkit.export import (
-    METADATA_FILE,
     ParityError,
     check_onnx_parity,
     export_onnx,
     read_metadata,
     save_release,
+    staged_release,
 )
 from projects.text_generator.data import load_char_data, val_windows
 from projects.text_generator.train import load_trained
@@ -76,15 +74,6 @@ def _release_metadata(info: dict[str, Any], run_dir: Path, config: dict[str, Any
     }
 
 
-def _replace_folder(staging: Path, out_dir: Path) -> None:
-    """Move the finished release into place; an existing folder is replaced only if it is a release."""
-    if out_dir.exists():
-        if not (out_dir / METADATA_FILE).exists() and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} exists and is not a release folder: choose another --out")
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-
-
 def release_from_run(
     run_dir: str | Path, out_dir: str | Path | None = None, *, num_windows: int = 64,
     atol: float = 1e-4, rtol: float = 1e-4, onnx: bool = True,
@@ -100,10 +89,7 @@ def release_from_run(
     model, info = load_trained(run_dir)
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     metadata = _release_metadata(info, run_dir, config)
-    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_release(out_dir) as staging:
         if onnx:
             x = parity_windows(info, config, num_windows)  # (N, block_size)
             export_onnx(model, x[:2], staging / "model.onnx", input_name="idx", output_name="logits")
@@ -118,9 +104,6 @@ def release_from_run(
                 "rtol": rtol, "onnx_max_abs_diff": diff,
             }  # fmt: skip
         save_release(model, metadata, staging)
-        _replace_folder(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return read_metadata(out_dir)
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,31 @@ def save_release(model: nn.Module, metadata: Mapping[str, Any], out_dir: str | P
     }
     _write_atomic(out_dir / METADATA_FILE, lambda tmp: tmp.write_text(_plain_json(info)))
     return out_dir
+
+
+@contextmanager
+def staged_release(out_dir: str | Path) -> Iterator[Path]:
+    """A staging folder beside ``out_dir`` that replaces ``out_dir`` only if the block ends normally.
+
+        with staged_release(run_dir / "release") as staging:
+            export_onnx(model, x, staging / "model.onnx")   # a failed check raises: nothing is written
+            save_release(model, metadata, staging)
+
+    An existing ``out_dir`` is replaced only when it is a release (or empty), never another folder.
+    """
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if out_dir.exists():
+            if not (out_dir / METADATA_FILE).exists() and any(out_dir.iterdir()):
+                raise FileExistsError(f"{out_dir} exists and is not a release folder: choose another --out")
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_metadata(out_dir: str | Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from dlkit.export import (
     export_program,
     load_program,
     load_release,
+    read_metadata,
     save_release,
 )
 
@@ -203,3 +204,25 @@ def test_onnx_parity_keeps_integer_inputs_and_takes_several(tmp_path: Path) -> N
     torch.onnx.export(model, (ids, mask), str(path), dynamo=True, input_names=["ids", "mask"], verbose=False)
     batches = [(torch.randint(0, 50, (3, 6)), torch.ones(3, 6)) for _ in range(2)]
     assert check_onnx_parity(model, path, batches) < 1e-5
+
+
+def test_staged_release_writes_all_or_nothing(tmp_path: Path) -> None:
+    from dlkit.export import staged_release
+
+    out = tmp_path / "release"
+    with pytest.raises(RuntimeError, match="check failed"), staged_release(out) as staging:
+        (staging / "model.onnx").write_text("half-written")
+        raise RuntimeError("check failed")
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no release, no staging left behind
+    with staged_release(out) as staging:
+        save_release(trained_tiny(), METADATA, staging)
+    assert (out / "model.safetensors").is_file()
+    with staged_release(out) as staging:  # a release is replaced by the next one
+        save_release(trained_tiny(), {**METADATA, "note": "second"}, staging)
+    assert read_metadata(out)["note"] == "second"
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a release"), staged_release(other) as staging:
+        save_release(trained_tiny(), METADATA, staging)
+    assert (other / "mine.txt").read_text() == "keep me"
