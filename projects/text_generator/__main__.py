@@ -5,9 +5,10 @@ Each command is a module of this package with a ``main(argv)``; ``COMMAND --help
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
+
+from dlkit.cli import run_subcommand
 
 COMMANDS = {
     "train": "train the GPT for a budget of seconds (--preset cpu|gpu) and write a run folder",
@@ -17,15 +18,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__.strip().splitlines()[0])
-        for name, text in COMMANDS.items():
-            print(f"  {name:<7s} {text}")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(f"projects.text_generator.{argv[0]}")
-    result = module.main(argv[1:])
-    return result if isinstance(result, int) else 0
+    return run_subcommand("projects.text_generator", COMMANDS, argv, __doc__.strip().splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -108,3 +108,13 @@ def test_progress_bar_does_not_change_the_data_order(monkeypatch):
         monkeypatch.setenv("DLKIT_PROGRESS", enabled)
         torch.manual_seed(0)
         assert torch.equal(torch.cat([x for (x,) in progress(loader, desc="test")]), plain)
+
+
+def test_run_subcommand_dispatches_lists_and_rejects(capsys) -> None:
+    from dlkit.cli import run_subcommand
+
+    commands = {"doctor": "what the machine has", "course": "run the lessons"}
+    assert run_subcommand("dlkit", commands, [], "usage line") == 0
+    assert "doctor" in capsys.readouterr().out
+    assert run_subcommand("dlkit", commands, ["nope"], "usage line") == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
