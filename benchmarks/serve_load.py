@@ -23,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
@@ -69,8 +71,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(release: Path, port: int, workers: int, max_batch: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "projects.image_classifier", "serve", "--release", str(release),
+def start_server(release: Path, port: int, workers: int, max_batch: int, project: str = "image_classifier"):  # noqa: ANN201
+    """``python -m projects.PROJECT serve`` on 127.0.0.1:``port``, once its /health answers."""
+    cmd = [sys.executable, "-m", f"projects.{project}", "serve", "--release", str(release),
            "--port", str(port), "--workers", str(workers), "--max-batch", str(max_batch),
            "--device", "cpu", "--log-level", "warning"]  # fmt: skip
     server = subprocess.Popen(cmd, cwd=ROOT)
@@ -88,29 +91,71 @@ def start_server(release: Path, port: int, workers: int, max_batch: int) -> subp
     raise RuntimeError("the server did not answer /health within 120 s")
 
 
+Send = Callable[[httpx.AsyncClient, int], Awaitable[str | None]]  # request i -> an error message or None
+
+
 async def load(
-    url: str, image: bytes, n: int, concurrency: int, timeout: float
+    url: str, send: Send, n: int, concurrency: int, timeout: float
 ) -> tuple[list[float], list[str]]:
-    """Send ``n`` POST /predict, ``concurrency`` at a time; return latencies (s) and error messages."""
+    """Make ``n`` requests with ``send``, ``concurrency`` at a time; return latencies (s) and errors."""
     latencies: list[float] = []
     errors: list[str] = []
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
 
-        async def one() -> None:
+        async def one(i: int) -> None:
             async with sem:
                 start = time.perf_counter()
                 try:
-                    r = await client.post("/predict", files={"file": ("x.png", image, "image/png")})
-                    if r.status_code != 200 or not r.json().get("predictions"):
-                        errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                    error = await send(client, i)
                 except httpx.HTTPError as e:
-                    errors.append(repr(e))
+                    error = repr(e)
+                if error:
+                    errors.append(error)
                 latencies.append(time.perf_counter() - start)
 
-        await asyncio.gather(*(one() for _ in range(n)))
+        await asyncio.gather(*(one(i) for i in range(n)))
     return latencies, errors
+
+
+def run_load(project: str, release: Path, send: Send, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server, warm it up (32 requests, not counted), then time ``args.requests`` requests."""
+    port = free_port()
+    server = start_server(release, port, args.workers, args.max_batch, project)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(load(url, send, 32, args.concurrency, 30))
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        latencies, errors = asyncio.run(
+            asyncio.wait_for(load(url, send, args.requests, args.concurrency, 30), args.time_limit)
+        )
+        wall = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"latencies": latencies, "errors": errors, "wall": wall, "load_before": load_before}
+
+
+def report(result: dict[str, Any], args: argparse.Namespace, release: str, what: str) -> int:
+    """Print the hardware, the release, errors and latency percentiles; exit status 1 on any error."""
+    latencies, errors, wall = result["latencies"], result["errors"], result["wall"]
+    print(
+        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, server workers {args.workers}, "
+        f"max batch {args.max_batch}, load average {result['load_before']:.2f} before"
+    )
+    print(f"release: {release}")
+    print(f"{len(latencies)} POST /predict ({what}), concurrency {args.concurrency}: errors {len(errors)}")
+    p50, p90, p99 = (percentile(latencies, q) * 1000 for q in (50, 90, 99))
+    print(
+        f"latency p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
+        f"{len(latencies) / wall:.1f} requests/s over {wall:.1f} s"
+    )
+    for message in errors[:5]:
+        print("  error:", message)
+    return 1 if errors else 0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -132,44 +177,21 @@ def main() -> int:
 
     image = io.BytesIO()
     Image.effect_noise((args.image_size, args.image_size), 60).convert("RGB").save(image, "PNG")
+    body = image.getvalue()
+
+    async def send(client: httpx.AsyncClient, i: int) -> str | None:
+        r = await client.post("/predict", files={"file": ("x.png", body, "image/png")})
+        return (
+            None
+            if r.status_code == 200 and r.json().get("predictions")
+            else f"HTTP {r.status_code}: {r.text[:200]}"
+        )
+
     with tempfile.TemporaryDirectory() as tmp:
         release = Path(args.release) if args.release else untrained_release(Path(tmp) / "release")
-        port = free_port()
-        server = start_server(release, port, args.workers, args.max_batch)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            asyncio.run(load(url, image.getvalue(), 32, args.concurrency, 30))  # warm-up, not counted
-            load_before = os.getloadavg()[0]
-            start = time.perf_counter()
-            latencies, errors = asyncio.run(
-                asyncio.wait_for(
-                    load(url, image.getvalue(), args.requests, args.concurrency, 30), args.time_limit
-                )
-            )
-            wall = time.perf_counter() - start
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-    print(
-        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, server workers {args.workers}, "
-        f"max batch {args.max_batch}, "
-        f"load average {load_before:.2f} before"
-    )
-    print(f"release: {release if args.release else 'untrained resnet_small (default widths), temporary'}")
-    print(
-        f"{len(latencies)} POST /predict ({args.image_size}x{args.image_size} PNG, "
-        f"{len(image.getvalue()):,} bytes), concurrency {args.concurrency}: errors {len(errors)}"
-    )
-    p50, p90, p99 = (percentile(latencies, q) * 1000 for q in (50, 90, 99))
-    print(
-        f"latency p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
-        f"{len(latencies) / wall:.1f} requests/s over {wall:.1f} s"
-    )
-    for message in errors[:5]:
-        print("  error:", message)
-    return 1 if errors else 0
+        result = run_load("image_classifier", release, send, args)
+    name = str(release) if args.release else "untrained resnet_small (default widths), temporary"
+    return report(result, args, name, f"{args.image_size}x{args.image_size} PNG, {len(body):,} bytes")
 
 
 if __name__ == "__main__":
