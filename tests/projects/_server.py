@@ -1,7 +1,10 @@
-"""A uvicorn server in a thread, on a port of 127.0.0.1 that the OS chose, for the browser and API tests.
+"""A uvicorn server in a thread, on a port of 127.0.0.1 that the OS chose, and a headless Chromium page,
+for the browser and API tests.
 
+    require_browser()                                  # at import: skip the module without Chromium
     with running_server(build_app(release)) as url:     # "http://127.0.0.1:PORT/"
         httpx.get(url + "health")
+        with browser_page(url) as page: ...             # Playwright driving Debian's /usr/bin/chromium
 
 The socket is bound before the server starts (no race for a "free" port); leaving the block stops it.
 """
@@ -13,9 +16,44 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")  # `playwright install` cannot download a browser here
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def require_browser() -> None:
+    """Skip the calling test module, with the reason, when Chromium, Playwright or uvicorn is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package", allow_module_level=True)
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pytest.importorskip("uvicorn")
+
+
+@contextmanager
+def browser_page(url: str, timeout_ms: int = 30_000) -> Iterator[Any]:
+    """A Playwright page in headless Chromium, opened at ``url``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
 
 
 @contextmanager

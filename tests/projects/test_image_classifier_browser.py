@@ -13,18 +13,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
-from _server import running_server
+from _server import browser_page, require_browser, running_server
 from conftest import ROOT
 from PIL import Image
 
 if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
     sys.path.insert(0, str(ROOT))
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package", allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytest.importorskip("uvicorn")
+require_browser()
 httpx = pytest.importorskip("httpx")
 
 from dlkit.data import CIFAR10_CLASSES
@@ -36,14 +32,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.slow
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 def make_release(folder: Path) -> Path:
@@ -74,15 +62,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(server_url: str) -> Iterator[Page]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(server_url)
+    with browser_page(server_url) as page:
         yield page
-        browser.close()
 
 
 def test_uploaded_image_shows_the_predicted_label_as_bars(

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from _server import running_server
+from _server import browser_page, require_browser, running_server
 from conftest import ROOT
 
 if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
     sys.path.insert(0, str(ROOT))
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package", allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytest.importorskip("uvicorn")
+require_browser()
 httpx = pytest.importorskip("httpx")
 
 from projects.sentiment_analyzer import export, train
@@ -33,14 +28,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.slow
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +42,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(server_url: str) -> Iterator[Page]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(server_url)
+    with browser_page(server_url) as page:
         yield page
-        browser.close()
 
 
 def submit(page: Page, text: str) -> None:
