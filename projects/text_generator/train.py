@@ -75,7 +75,7 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = False
     batch_size: int = 16
-    lr: float = 3e-3  # 1.573 vs 1.594 at 2e-3 in 5 CPU minutes (benchmarks/results/text_generator_speed_cpu_*)
+    lr: float = 3e-3  # 1.573 vs 1.594 at 2e-3 in 5 CPU minutes (benchmarks/results/text_generator_*)
     min_lr_ratio: float = field(default=0.1, metadata={"help": "the cosine ends at lr * this"})
     warmup_iters: int = 100
     weight_decay: float = 0.1
