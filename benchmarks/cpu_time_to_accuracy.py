@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for projects.*
 
-from dlkit.device import autocast_dtype, seed_everything
+from dlkit.device import autocast_dtype, cpu_name, seed_everything
 from projects.image_classifier.data import load_splits
 from projects.image_classifier.fast import FastConfig, make_model, to_device, train_fast
 
@@ -52,16 +51,6 @@ RECIPES = {
     ),
 }
 GOALS = {"fashion_mnist": (0.93, 300.0), "cifar10_jpeg": (0.85, 900.0)}  # accuracy, seconds
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> str:

@@ -17,7 +17,6 @@ import asyncio
 import io
 import math
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -31,17 +30,9 @@ import httpx
 import torch
 from PIL import Image
 
+from dlkit.device import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def untrained_release(folder: Path) -> Path:

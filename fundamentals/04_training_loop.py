@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, random_split
 
 from dlkit.checkpoint import load_checkpoint
-from dlkit.data import choose_dataset, load_dataset
+from dlkit.data import choose_dataset, load_train_test
 from dlkit.device import seed_everything
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.plots import image_grid, plot_curves
@@ -59,11 +59,7 @@ cfg, device = lesson.cfg, lesson.device
 # Quick mode never needs the network: a Fashion-MNIST subset when it is on disk, else sklearn's digits.
 name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
 print("data:", "Fashion-MNIST (28x28)" if name == "fashion_mnist" else "scikit-learn digits (8x8)")
-train_data, test_data = load_dataset(name, split="train"), load_dataset(name, split="test")
-if cfg.num_train:
-    train_data = train_data.subset(cfg.num_train, seed=cfg.seed)
-if cfg.num_test:
-    test_data = test_data.subset(cfg.num_test, seed=cfg.seed)
+train_data, test_data = load_train_test(name, num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed)
 lesson.uses_data("train", train_data.source)
 lesson.uses_data("test", test_data.source)
 classes, num_classes = train_data.classes, len(train_data.classes)

@@ -386,6 +386,15 @@ def choose_dataset(preferred: str, fallback: str, *, quick: bool) -> str:
     return fallback
 
 
+def load_train_test(name: str, *, num_train: int = 0, num_test: int = 0, seed: int = 0) -> tuple[Any, Any]:
+    """Both splits of ``name``, each cut to a stratified random subset of ``num_train`` / ``num_test``
+    examples (0: all of it)."""
+    train, test = load_dataset(name, split="train"), load_dataset(name, split="test")
+    return (train.subset(num_train, seed=seed) if num_train else train), (
+        test.subset(num_test, seed=seed) if num_test else test
+    )
+
+
 def _quiet_locate(name: str) -> Path | None:
     try:
         return locate(name)

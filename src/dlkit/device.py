@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["autocast_dtype", "describe_device", "get_device", "seed_everything"]
+__all__ = ["autocast_dtype", "cpu_name", "describe_device", "get_device", "seed_everything"]
 
 
 def get_device(name: str | None = None) -> torch.device:
@@ -39,6 +41,17 @@ def _available() -> str:
     if torch.backends.mps.is_available():
         found.append("mps")
     return "available devices are " + ", ".join(found)
+
+
+def cpu_name() -> str:
+    """The processor's model name (e.g. 'AMD EPYC 9V74 80-Core Processor'), for benchmark headers."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def describe_device(device: torch.device) -> str:

@@ -399,3 +399,13 @@ def test_choose_dataset_falls_back_only_in_quick_mode_without_a_local_copy(tmp_p
     assert choose_dataset("fashion_mnist", "digits", quick=True) == "digits"
     assert choose_dataset("fashion_mnist", "digits", quick=False) == "fashion_mnist"  # full mode downloads
     assert choose_dataset("digits", "fashion_mnist", quick=True) == "digits"  # ships with scikit-learn
+
+
+def test_load_train_test_cuts_each_split_to_a_stratified_subset():
+    from dlkit.data import load_train_test
+
+    train, test = load_train_test("digits", num_train=200, num_test=100, seed=1)
+    assert (len(train), len(test)) == (200, 100)
+    assert set(train.y.tolist()) == set(range(10))  # every class kept
+    full_train, _ = load_train_test("digits")
+    assert len(full_train) > 1000
