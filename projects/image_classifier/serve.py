@@ -28,14 +28,14 @@ from dlkit.config import parse_config
 from dlkit.serve import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PIXELS,
-    MicroBatcher,
+    BatchedService,
     create_app,
     html_page,
     read_image_request,
 )
 from projects.image_classifier.predict import Predictor
 
-__all__ = ["PAGE", "ClassifierService", "ServeConfig", "app_from_env", "build_app", "main"]
+__all__ = ["PAGE", "classifier_service", "ServeConfig", "app_from_env", "build_app", "main"]
 
 FORM = """
 <label class="dropzone" id="drop">
@@ -85,24 +85,11 @@ PAGE = html_page(
 )
 
 
-class ClassifierService:
-    """What the server keeps loaded: the predictor, and a micro-batcher in front of its model.
-
-    Requests that arrive while the model is busy go through it together as one batch: on a CPU, a
-    batch of 16 small images costs far less than 16 single passes.
-    """
-
-    def __init__(self, predictor: Predictor, max_batch: int = 32) -> None:
-        self.predictor = predictor
-        self.batcher: MicroBatcher[torch.Tensor, torch.Tensor] = MicroBatcher(
-            lambda xs: list(predictor.probabilities_of(torch.stack(xs))), max_batch
-        )
-
-    def describe(self) -> dict[str, Any]:
-        return self.predictor.describe()
-
-    def close(self) -> None:
-        self.batcher.close()
+def classifier_service(
+    predictor: Predictor, max_batch: int = 32
+) -> BatchedService[torch.Tensor, torch.Tensor]:
+    """The predictor with a micro-batcher: concurrent uploads go through the model as one batch."""
+    return BatchedService(predictor, lambda xs: list(predictor.probabilities_of(torch.stack(xs))), max_batch)
 
 
 def build_app(
@@ -117,7 +104,7 @@ def build_app(
     release_dir = Path(release_dir)
     app = create_app(
         title="Image classifier",
-        load=lambda: ClassifierService(Predictor.from_release(release_dir, device), max_batch),
+        load=lambda: classifier_service(Predictor.from_release(release_dir, device), max_batch),
         page_html=PAGE,
         max_body_bytes=max_body_bytes,
     )
@@ -125,7 +112,7 @@ def build_app(
     @app.post("/predict")
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000)) -> dict[str, Any]:
         image = await read_image_request(request, max_pixels=max_pixels)
-        service: ClassifierService = request.app.state.model
+        service: BatchedService[torch.Tensor, torch.Tensor] = request.app.state.model
         try:
             x = await run_in_threadpool(service.predictor.prepare, image)  # (C, H, W), off the event loop
         except (OSError, ValueError) as e:  # a mode Pillow cannot convert, say

@@ -31,17 +31,17 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from dlkit.config import parse_config
-from dlkit.serve import MicroBatcher, create_app, html_page
+from dlkit.serve import BatchedService, create_app, html_page
 from projects.sentiment_analyzer.predict import DEFAULT_MAX_CHARS, Predictor, TextRejected
 
 __all__ = [
     "PAGE",
-    "SentimentService",
     "ServeConfig",
     "app_from_env",
     "build_app",
     "main",
     "read_json_request",
+    "sentiment_service",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024  # a long review is 15 kB; a batch of 64 of them fits
@@ -135,21 +135,12 @@ def texts_of(payload: Any, max_texts: int) -> tuple[list[Any], bool]:
     return texts, True
 
 
-class SentimentService:
-    """The predictor, and a micro-batcher in front of its model: concurrent requests run as one batch."""
-
-    def __init__(self, predictor: Predictor, max_batch: int = 64, max_chars: int = DEFAULT_MAX_CHARS) -> None:
-        self.predictor = predictor
-        predictor.max_chars = max_chars
-        self.batcher: MicroBatcher[str, torch.Tensor] = MicroBatcher(
-            lambda texts: list(predictor.probabilities(texts)), max_batch
-        )
-
-    def describe(self) -> dict[str, Any]:
-        return self.predictor.describe()
-
-    def close(self) -> None:
-        self.batcher.close()
+def sentiment_service(
+    predictor: Predictor, max_batch: int = 64, max_chars: int = DEFAULT_MAX_CHARS
+) -> BatchedService[str, torch.Tensor]:
+    """The predictor with a micro-batcher: concurrent requests run through the model as one batch."""
+    predictor.max_chars = max_chars
+    return BatchedService(predictor, lambda texts: list(predictor.probabilities(texts)), max_batch)
 
 
 def build_app(
@@ -165,7 +156,7 @@ def build_app(
     release_dir = Path(release_dir)
     app = create_app(
         title="Sentiment analyzer",
-        load=lambda: SentimentService(Predictor.from_release(release_dir, device), max_batch, max_chars),
+        load=lambda: sentiment_service(Predictor.from_release(release_dir, device), max_batch, max_chars),
         page_html=PAGE,
         max_body_bytes=max_body_bytes,
     )
@@ -173,7 +164,7 @@ def build_app(
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
         texts, batch = texts_of(await read_json_request(request), max_texts)
-        service: SentimentService = request.app.state.model
+        service: BatchedService[str, torch.Tensor] = request.app.state.model
         prepared = []
         for i, text in enumerate(texts):
             try:

@@ -232,3 +232,30 @@ def test_micro_batcher_skips_requests_whose_client_left() -> None:
     finally:
         batcher.close()
     assert [2] not in seen and all(2 not in items for items in seen)
+
+
+def test_batched_service_describes_its_predictor_and_batches():
+    import asyncio
+
+    from dlkit.serve import BatchedService
+
+    class Doubler:
+        def describe(self) -> dict:
+            return {"name": "doubler"}
+
+    calls: list[int] = []
+
+    def batch_fn(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        return [2 * x for x in xs]
+
+    service = BatchedService(Doubler(), batch_fn, max_batch=8)
+    try:
+
+        async def ask() -> list[int]:
+            return list(await asyncio.gather(*(service.batcher.submit(i) for i in range(5))))
+
+        assert asyncio.run(ask()) == [0, 2, 4, 6, 8]
+        assert service.describe() == {"name": "doubler"} and sum(calls) == 5
+    finally:
+        service.close()
