@@ -11,7 +11,7 @@ Each config of ``--sweep`` (comma-separated ``field=value`` overrides of the pre
 ``projects.text_generator.train.TrainConfig``) is trained for the budget in this one process and
 reported; a config that fails is reported and skipped; one summary table comes at the end.
 
-What is timed: the training steps (forward, backward, AdamW) with the data already on the device. What
+What is timed: the training steps (forward, backward, optimizer) with the data already on the device. What
 is not: loading, torch.compile and its warm-up steps (after which the weights and optimizer are reset),
 and the evaluations (the clock stops for them). The val loss (the goal's) is the mean cross-entropy over the
 whole last 10% of the text in non-overlapping windows of the context length; "random" is nanoGPT's

@@ -96,6 +96,43 @@ def test_attention_equals_masked_softmax_in_float64() -> None:
     torch.testing.assert_close(attn(x), attn.proj(y), atol=1e-6, rtol=1e-6)
 
 
+def test_cpu_attention_runs_in_float32_under_bf16_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU flash kernel's bf16 backward is 3-4x slower than float32's: under CPU autocast the model
+    hands F.scaled_dot_product_attention float32 (the matmuls around it stay bf16)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    idx = torch.randint(7, (3, 8))
+    dtypes, sdpa = [], F.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        dtypes.append(q.dtype)
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    reference = model(idx)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(idx)
+        logits.float().sum().backward()
+    assert dtypes == [torch.float32] * 4
+    assert logits.dtype == torch.bfloat16  # the head's matmul ran in bf16
+    torch.testing.assert_close(logits.float(), reference, atol=0.05, rtol=0.05)
+
+
+def test_optimizers_muon_and_adamw() -> None:
+    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    cpu = train.config_from_argv([])
+    muon = train.make_optimizer(cpu, model, torch.device("cpu"))
+    assert cpu.optimizer == "muon" and train.config_from_argv(["--preset", "gpu"]).optimizer == "adamw"
+    hidden = {id(p) for name, p in model.named_parameters() if name.startswith("blocks.") and p.ndim == 2}
+    muon_group = next(g for g in muon.param_groups if g["use_muon"])
+    assert {id(p) for p in muon_group["params"]} == hidden  # not the embedding (= the output layer)
+    assert muon_group["lr_scale"] == pytest.approx(cpu.muon_lr / cpu.lr)
+    adamw = train.make_optimizer(train.config_from_argv(["--optimizer", "adamw"]), model, torch.device("cpu"))
+    assert isinstance(adamw, torch.optim.AdamW)
+    with pytest.raises(ValueError, match="adamw or muon"):
+        train.make_optimizer(train.config_from_argv(["--optimizer", "sgd"]), model, torch.device("cpu"))
+
+
 def test_split_and_batches() -> None:
     data = split_text("abcdefghij" * 10)
     assert len(data.train) == 90 and len(data.val) == 10 and len(data.vocab) == 10
@@ -173,7 +210,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(text_args: list[str], t
 
 
 def test_keep_best_ends_on_the_best_evaluated_weights(text_args: list[str], tmp_path: Path) -> None:
-    info = _train(tmp_path, text_args, "--lr", "3e-2", "--max-iters", "40")  # too high: it gets worse
+    flags = ["--optimizer", "adamw", "--lr", "3e-2", "--max-iters", "40"]  # too high: it gets worse
+    info = _train(tmp_path, text_args, *flags)
     state = torch.load(tmp_path / "cpu-quick" / "checkpoint.pt", weights_only=True)["train_state"]
     assert info["metrics"]["best_step"] == state["best_step"] <= 40
     assert state["best_val"] == min(r["val_loss"] for r in state["history"][:-1] + [{"val_loss": math.inf}])
