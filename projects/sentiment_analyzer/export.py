@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
-from torch import nn
 
 from dlkit.config import parse_config
 from dlkit.data import DatasetNotFoundError, file_digest, locate
 from dlkit.export import (
     ParityError,
     check_onnx_parity,
+    export_onnx,
     read_metadata,
     save_release,
     staged_release,
@@ -42,7 +39,7 @@ from dlkit.export import (
 from projects.sentiment_analyzer.data import load_splits, synthetic_reviews
 from projects.sentiment_analyzer.train import length_batches, load_trained
 
-__all__ = ["ExportConfig", "export_text_onnx", "main", "release_from_run"]
+__all__ = ["ExportConfig", "main", "release_from_run"]
 
 INPUT_NAMES = {"nbsvm": ["ids"], "baseline": ["ids", "counts"], "minilm": ["ids"]}
 
@@ -57,27 +54,6 @@ class ExportConfig:
     atol: float = field(default=1e-4, metadata={"help": "minilm: 1e-3 is reasonable"})
     rtol: float = 1e-4
     graphs: bool = field(default=True, metadata={"help": "--no-graphs: no ONNX file"})
-
-
-def export_text_onnx(
-    model: nn.Module, example: tuple[torch.Tensor, ...], names: Sequence[str], path: Path
-) -> Path:
-    """ONNX (dynamo exporter, one file) with the batch and the length of every input free.
-
-    ``dlkit.export.export_onnx`` frees only the batch and takes one input; a text model needs both.
-    """
-    batch, length = (
-        torch.export.Dim("batch", min=1, max=65536),
-        torch.export.Dim("length", min=1, max=1_000_000),
-    )
-    dynamic = tuple({0: batch, 1: length} for _ in example)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*shares the same shape constraints")  # inputs share B, T
-        torch.onnx.export(
-            model.eval(), example, str(path), dynamo=True, input_names=list(names), output_names=["logits"],
-            dynamic_shapes=dynamic, external_data=False, verbose=False,
-        )  # fmt: skip
-    return path
 
 
 def parity_texts(info: dict[str, Any], n: int) -> tuple[list[str], str]:
@@ -134,8 +110,9 @@ def release_from_run(
                 for idx in length_batches([len(t) for t in texts], 64, shuffle=False)
             ]
             example = featurizer.encode(texts[:3])
-            export_text_onnx(model, example, names, staging / "model.onnx")
-            diff = check_onnx_parity(model, staging / "model.onnx", batches, atol=atol, rtol=rtol)
+            onnx = staging / "model.onnx"  # the batch and every input's length free:
+            export_onnx(model, example, onnx, dynamic_length=True, input_name=names, output_name="logits")
+            diff = check_onnx_parity(model, onnx, batches, atol=atol, rtol=rtol)
             metadata["files"] = {"onnx": "model.onnx"}
             metadata["onnx"] = {"inputs": names, "output": "logits", "dynamic": ["batch", "length"]}
             metadata["parity"] = {"texts": source, "atol": atol, "rtol": rtol, "onnx_max_abs_diff": diff}

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -254,44 +255,65 @@ def load_release(
 # --- Graphs: ONNX and torch.export -------------------------------------------------------------------
 
 
-def _batch_dynamic(example_input: torch.Tensor, dynamic_batch: bool) -> tuple[torch.Tensor, Any]:
-    """The example input and the dynamic_shapes that make its first dimension (the batch) free.
+def _free_dims(
+    inputs: tuple[torch.Tensor, ...], batch: bool, length: bool = False
+) -> tuple[tuple[torch.Tensor, ...], Any]:
+    """The example inputs and the dynamic_shapes that free their first dimension (the batch) and, with
+    ``length``, their second one, shared by all inputs.
 
-    torch.export treats a dimension of size 1 as the constant 1, so a batch of one is repeated to two.
+    torch.export treats a dimension of size 1 as the constant 1, so such a dimension is repeated to two.
     """
-    if not dynamic_batch:
-        return example_input, None
-    if example_input.shape[0] == 1:
-        example_input = example_input.repeat(2, *([1] * (example_input.dim() - 1)))
-    return example_input, ({0: torch.export.Dim("batch", min=1, max=65536)},)
+    free = {}
+    if batch:
+        free[0] = torch.export.Dim("batch", min=1, max=65536)
+    if length:
+        free[1] = torch.export.Dim("length", min=1, max=1_000_000)
+    if not free:
+        return inputs, None
+    grown = []
+    for x in inputs:
+        for dim in free:
+            if x.shape[dim] == 1:
+                x = x.repeat_interleave(2, dim=dim)
+        grown.append(x)
+    return tuple(grown), tuple(dict(free) for _ in inputs)
 
 
 def export_onnx(
     model: nn.Module,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | Sequence[torch.Tensor],
     path: str | Path,
     *,
     dynamic_batch: bool = True,
-    input_name: str = "input",
+    dynamic_length: bool = False,
+    input_name: str | Sequence[str] = "input",
     output_name: str = "output",
     opset_version: int | None = None,
 ) -> Path:
     """Export ``model`` (put in eval mode) to one self-contained ONNX file with the dynamo exporter.
 
     The graph comes from torch.export, so it is exactly the model's computation; with
-    ``dynamic_batch`` the first input dimension is named "batch" and any batch size runs.
+    ``dynamic_batch`` the first input dimension is named "batch" and any batch size runs; with
+    ``dynamic_length`` the second one is named "length" (token ids of any length). A model of several
+    inputs takes a tuple of examples and a name for each; they share the batch and length dimensions
+    (token ids and their attention mask, say).
     """
+    inputs = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
+    names = [input_name] if isinstance(input_name, str) else list(input_name)
+    if len(names) != len(inputs):
+        raise ValueError(f"{len(inputs)} example inputs but {len(names)} input names: {names}")
     model = unwrap_model(model).eval()
-    example_input, dynamic_shapes = _batch_dynamic(example_input, dynamic_batch)
+    inputs, dynamic_shapes = _free_dims(inputs, dynamic_batch, dynamic_length)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints")  # inputs share dims
         torch.onnx.export(
             model,
-            (example_input,),
+            inputs,
             str(path),
             dynamo=True,
-            input_names=[input_name],
+            input_names=names,
             output_names=[output_name],
             dynamic_shapes=dynamic_shapes,
             opset_version=opset_version,
@@ -310,7 +332,7 @@ def export_program(
     Python code that defined the model (the successor of TorchScript).
     """
     model = unwrap_model(model).eval()
-    example_input, dynamic_shapes = _batch_dynamic(example_input, dynamic_batch)
+    (example_input,), dynamic_shapes = _free_dims((example_input,), dynamic_batch)
     program = torch.export.export(model, (example_input,), dynamic_shapes=dynamic_shapes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

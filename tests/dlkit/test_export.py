@@ -196,14 +196,20 @@ class TokenNet(nn.Module):
 
 
 @pytest.mark.slow
-def test_onnx_parity_keeps_integer_inputs_and_takes_several(tmp_path: Path) -> None:
+def test_onnx_of_several_inputs_with_free_lengths(tmp_path: Path) -> None:
+    """Token ids and a mask: one batch and one length dimension shared, both free; parity keeps ints."""
     torch.manual_seed(0)
     model = TokenNet().eval()
-    ids, mask = torch.randint(0, 50, (3, 6)), torch.ones(3, 6)
-    path = tmp_path / "tokens.onnx"
-    torch.onnx.export(model, (ids, mask), str(path), dynamo=True, input_names=["ids", "mask"], verbose=False)
-    batches = [(torch.randint(0, 50, (3, 6)), torch.ones(3, 6)) for _ in range(2)]
+    ids, mask = torch.randint(0, 50, (1, 6)), torch.ones(1, 6)  # a batch of one is grown to stay free
+    path = export_onnx(model, (ids, mask), tmp_path / "tokens.onnx", input_name=["ids", "mask"],
+                       dynamic_length=True)  # fmt: skip
+    batches = [(torch.randint(0, 50, (b, t)), torch.ones(b, t)) for b, t in ((3, 6), (1, 17), (5, 2))]
     assert check_onnx_parity(model, path, batches) < 1e-5
+    fixed = export_onnx(model, (ids, mask), tmp_path / "fixed.onnx", input_name=["ids", "mask"])
+    with pytest.raises(Exception, match="(?i)dimension|shape"):  # without dynamic_length, 6 tokens only
+        check_onnx_parity(model, fixed, [(torch.randint(0, 50, (2, 9)), torch.ones(2, 9))])
+    with pytest.raises(ValueError, match="2 example inputs but 1 input names"):
+        export_onnx(model, (ids, mask), tmp_path / "bad.onnx", input_name="ids")
 
 
 def test_staged_release_writes_all_or_nothing(tmp_path: Path) -> None:
