@@ -1,11 +1,14 @@
-"""Evaluate a trained run: accuracy, per-class accuracy and a confusion matrix, with or without TTA.
+"""Evaluate a trained run: accuracy, per-class accuracy, a confusion matrix and calibration, with or
+without TTA.
 
     python -m projects.image_classifier evaluate --run-dir runs/image_classifier/cifar10_jpeg-resnet_small
     python -m projects.image_classifier evaluate --run-dir ... --no-tta        # the plain model
 
 Test-time augmentation (TTA) averages the logits of each image and its mirror image (and, with
 ``--translate 1``, of copies shifted by one pixel, as airbench does). The results go to
-``<run-dir>/evaluation.json`` and ``<run-dir>/confusion.png``.
+``<run-dir>/evaluation.json``, ``<run-dir>/confusion.png`` and ``<run-dir>/calibration.png`` (the
+reliability diagram: in each bin of softmax confidence, how often the model was right; its expected
+calibration error, ECE, is in the JSON).
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from dlkit.augment import tta_logits
 from dlkit.config import parse_config
 from dlkit.data import ImageData
 from dlkit.device import get_device
-from dlkit.metrics import confusion_matrix
-from dlkit.plots import plot_confusion_matrix, save_figure
+from dlkit.metrics import calibration_bins, confusion_matrix
+from dlkit.plots import plot_confusion_matrix, plot_reliability, save_figure
 from dlkit.train import resolve_amp_dtype
 
-__all__ = ["EvalConfig", "evaluate_model", "main", "predict_logits", "save_confusion"]
+__all__ = ["EvalConfig", "evaluate_model", "main", "predict_logits", "save_evaluation_plots"]
 
 
 @dataclass
@@ -79,7 +82,8 @@ def evaluate_model(
     amp: bool | None = None,
     batch_size: int = 1000,
 ) -> dict[str, Any]:
-    """Accuracy, per-class accuracy (a list in class order) and the confusion matrix of ``model``."""
+    """Accuracy, per-class accuracy (a list in class order), the confusion matrix of ``model`` and its
+    calibration (:func:`dlkit.metrics.calibration_bins` of the softmax probability of the predicted class)."""
     device = torch.device(device)
     logits = predict_logits(
         model,
@@ -93,18 +97,28 @@ def evaluate_model(
     y_pred = logits.argmax(dim=1)  # (N,)
     cm = confusion_matrix(y_pred, data.y, len(data.classes))  # (K, K), row = true class
     per_class = (cm.diag().double() / cm.sum(dim=1).clamp_min(1)).tolist()
-    return {"acc": (y_pred == data.y).double().mean().item(), "per_class_acc": per_class, "confusion": cm}
+    calibration = calibration_bins(logits.softmax(dim=1).amax(dim=1), y_pred == data.y)
+    return {
+        "acc": (y_pred == data.y).double().mean().item(), "per_class_acc": per_class, "confusion": cm,
+        "ece": calibration["ece"], "calibration": calibration,
+    }  # fmt: skip
 
 
-def save_confusion(
-    results: dict[str, Any], classes: Sequence[str], path: str | Path, title: str = ""
-) -> Path:
-    """The confusion matrix of :func:`evaluate_model`'s results as a PNG (rows: true, columns: predicted)."""
-    return save_figure(plot_confusion_matrix(results["confusion"], list(classes), title=title), path)
+def save_evaluation_plots(
+    results: dict[str, Any], classes: Sequence[str], run_dir: str | Path, title: str = ""
+) -> None:
+    """confusion.png (rows: true, columns: predicted) and calibration.png (the reliability diagram) of
+    :func:`evaluate_model`'s results, in ``run_dir``."""
+    run_dir = Path(run_dir)
+    save_figure(
+        plot_confusion_matrix(results["confusion"], list(classes), title=title), run_dir / "confusion.png"
+    )
+    fig = plot_reliability(results["calibration"], title=title, unit="images")
+    save_figure(fig, run_dir / "calibration.png")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Evaluate ``--run-dir``'s model on the test split; writes evaluation.json and confusion.png there."""
+    """Evaluate ``--run-dir``'s model on the test split; writes evaluation.json and the plots there."""
     from projects.image_classifier.data import load_splits
     from projects.image_classifier.train import load_trained
 
@@ -128,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch_size=cfg.batch_size,
     )
     title = f"{info['dataset']}, test{' (TTA)' if cfg.tta else ''}"
-    save_confusion(results, info["classes"], run_dir / "confusion.png", title=title)
+    save_evaluation_plots(results, info["classes"], run_dir, title=title)
     report = {
         "dataset": info["dataset"],
         "num_images": len(test),
@@ -137,10 +151,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "acc": results["acc"],
         "per_class_acc": dict(zip(info["classes"], results["per_class_acc"], strict=True)),
         "confusion": results["confusion"].tolist(),
+        "ece": results["ece"],
+        "calibration": results["calibration"],
     }
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     with_tta = " with TTA" if cfg.tta else ""
-    print(f"{info['dataset']} test accuracy{with_tta}: {results['acc']:.4f} ({len(test):,} images)")
+    print(f"{info['dataset']} test accuracy{with_tta}: {results['acc']:.4f}, ECE {results['ece']:.3f} "
+          f"({len(test):,} images)")  # fmt: skip
     for name, acc in report["per_class_acc"].items():
         print(f"  {name:>12s}  {acc:.3f}")
     return report

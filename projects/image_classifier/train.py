@@ -226,8 +226,9 @@ def make_optimizer(
 def final_metrics(
     cfg: TrainConfig, model: nn.Module, splits: Splits, history: History, run_dir: Path
 ) -> dict:
-    """Test accuracy without and with TTA, per-class accuracy; writes the plots and confusion.png."""
-    from projects.image_classifier.evaluate import evaluate_model, save_confusion
+    """Test accuracy and ECE without and with TTA, per-class accuracy; writes the plots, confusion.png
+    and calibration.png."""
+    from projects.image_classifier.evaluate import evaluate_model, save_evaluation_plots
 
     save_plots(history, run_dir)
     device = next(model.parameters()).device
@@ -235,10 +236,12 @@ def final_metrics(
     tta = evaluate_model(
         model, splits.test, device=device, tta=True, translate=cfg.tta_translate, amp=cfg.amp
     )
-    save_confusion(tta, splits.classes, run_dir / "confusion.png", title=f"{splits.dataset}, test (TTA)")
+    save_evaluation_plots(tta, splits.classes, run_dir, title=f"{splits.dataset}, test (TTA)")
     return {
         "test_acc": plain["acc"],
         "test_acc_tta": tta["acc"],
+        "test_ece": plain["ece"],
+        "test_ece_tta": tta["ece"],
         "test_loss": history.last.get("val_loss"),
         "per_class_acc": dict(zip(splits.classes, plain["per_class_acc"], strict=True)),
         "num_epochs": len(history.rows),

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 from dlkit.config import parse_config
 from dlkit.device import get_device
-from dlkit.metrics import confusion_matrix
-from dlkit.plots import _plt, plot_confusion_matrix, save_figure
+from dlkit.metrics import calibration_bins, confusion_matrix
+from dlkit.plots import plot_confusion_matrix, plot_reliability, save_figure
 
-__all__ = ["EvalConfig", "binary_metrics", "calibration_bins", "main", "plot_reliability", "report_and_plots"]
+__all__ = ["EvalConfig", "binary_metrics", "main", "report_and_plots"]
 
 
 @dataclass
@@ -35,23 +35,6 @@ class EvalConfig:
     bins: int = field(default=15, metadata={"help": "confidence bins of the reliability diagram"})
     quick: bool = False
     device: str = "auto"
-
-
-def calibration_bins(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> dict[str, Any]:
-    """Per equal-width confidence bin on [0, 1]: count, mean confidence, accuracy; and the ECE."""
-    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
-    which = torch.bucketize(confidence.double(), edges[1:-1], right=True)  # (N,) bin of each prediction
-    count = torch.bincount(which, minlength=bins).double()
-    conf = torch.bincount(which, confidence.double(), minlength=bins) / count.clamp_min(1)
-    acc = torch.bincount(which, correct.double(), minlength=bins) / count.clamp_min(1)
-    ece = float((count / max(len(confidence), 1) * (acc - conf).abs()).sum())
-    return {
-        "edges": edges.tolist(),
-        "count": count.tolist(),
-        "confidence": conf.tolist(),
-        "accuracy": acc.tolist(),
-        "ece": ece,
-    }
 
 
 def binary_metrics(z: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, Any]:
@@ -77,43 +60,14 @@ def binary_metrics(z: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dic
     }
 
 
-def plot_reliability(calib: dict[str, Any], title: str = "") -> Any:
-    """The reliability diagram: accuracy per confidence bin against the diagonal, counts below."""
-    plt = _plt()
-    fig, (ax, ax_count) = plt.subplots(
-        2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    edges = calib["edges"]
-    centers = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
-    width = edges[1] - edges[0]
-    used = [i for i, n in enumerate(calib["count"]) if n > 0]
-    ax.bar(
-        [centers[i] for i in used], [calib["accuracy"][i] for i in used], width=width * 0.9, label="accuracy"
-    )
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    ax.plot(
-        [centers[i] for i in used],
-        [calib["confidence"][i] for i in used],
-        "_",
-        color="C1",
-        ms=14,
-        mew=2,
-        label="mean confidence (the gap to the bar is the miscalibration)",
-    )
-    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"{title} (ECE {calib['ece']:.3f})")
-    ax.legend(loc="upper left", fontsize=8)
-    ax_count.bar(centers, calib["count"], width=width * 0.9, color="C7")
-    ax_count.set(xlabel="confidence (probability of the predicted class)", ylabel="reviews")
-    fig.tight_layout()
-    return fig
-
-
 def report_and_plots(
     z: torch.Tensor, labels: torch.Tensor, run_dir: Path, title: str = "", bins: int = 15
 ) -> dict[str, Any]:
     """:func:`binary_metrics`, with calibration.png and confusion.png written to ``run_dir``."""
     metrics = binary_metrics(z, labels, bins)
-    save_figure(plot_reliability(metrics["calibration"], title), run_dir / "calibration.png")
+    save_figure(
+        plot_reliability(metrics["calibration"], title=title, unit="reviews"), run_dir / "calibration.png"
+    )
     cm = torch.tensor(metrics["confusion"])
     save_figure(plot_confusion_matrix(cm, ["neg", "pos"], title=title), run_dir / "confusion.png")
     return {k: v for k, v in metrics.items() if k != "calibration"}

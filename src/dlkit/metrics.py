@@ -1,4 +1,4 @@
-"""Accuracy, and a CSV file that grows by one row per epoch."""
+"""Accuracy, confusion matrices, calibration, and a CSV file that grows by one row per epoch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["CSVLogger", "EpochMeter", "accuracy", "confusion_matrix", "is_class_logits", "num_correct"]
+__all__ = [
+    "CSVLogger", "EpochMeter", "accuracy", "calibration_bins", "confusion_matrix", "is_class_logits",
+    "num_correct",
+]  # fmt: skip
 
 
 def is_class_logits(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
@@ -125,3 +128,29 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     # Pair (t, p) gets the single index t * C + p; counting those indices fills the matrix row by row.
     counts = torch.bincount(targets * num_classes + preds, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
+
+
+def calibration_bins(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> dict[str, Any]:
+    """How well predicted probabilities match how often the model is right, per equal-width bin of
+    confidence (the probability of the predicted class) on [0, 1]: count, mean confidence, accuracy;
+    and the expected calibration error ECE = sum over bins of (count / N) * |accuracy - confidence|
+    (Guo et al. 2017 use 15 bins). Plain lists and floats, ready for JSON and
+    :func:`dlkit.plots.plot_reliability`.
+    """
+    if confidence.shape != correct.shape or confidence.ndim != 1:
+        raise ValueError(f"need (N,) confidences and (N,) correct flags, got {tuple(confidence.shape)} "
+                         f"and {tuple(correct.shape)}")  # fmt: skip
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    confidence, correct = confidence.detach().cpu().double(), correct.detach().cpu().double()
+    which = torch.bucketize(confidence, edges[1:-1], right=True)  # (N,) bin of each prediction
+    count = torch.bincount(which, minlength=bins).double()
+    conf = torch.bincount(which, confidence, minlength=bins) / count.clamp_min(1)
+    acc = torch.bincount(which, correct, minlength=bins) / count.clamp_min(1)
+    ece = float((count / max(len(confidence), 1) * (acc - conf).abs()).sum())
+    return {
+        "edges": edges.tolist(),
+        "count": count.tolist(),
+        "confidence": conf.tolist(),
+        "accuracy": acc.tolist(),
+        "ece": ece,
+    }

@@ -1,4 +1,5 @@
-"""Figures a learner would rather look at than read: curves, histories, image grids.
+"""Figures a learner would rather look at than read: curves, histories, image grids, confusion
+matrices, reliability diagrams.
 
 Each function returns a matplotlib ``Figure``; save it with ``lesson.savefig(fig, name)`` or
 :func:`save_figure`. Matplotlib is imported lazily and uses the Agg backend when there is no display.
@@ -16,7 +17,9 @@ import torch
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["image_grid", "plot_confusion_matrix", "plot_curves", "plot_history", "save_figure"]
+__all__ = [
+    "image_grid", "plot_confusion_matrix", "plot_curves", "plot_history", "plot_reliability", "save_figure",
+]  # fmt: skip
 
 
 def _plt() -> Any:
@@ -134,5 +137,37 @@ def plot_confusion_matrix(
     ax.set_xticks(range(n), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(calib: Mapping[str, Any], *, title: str = "", unit: str = "examples") -> Figure:
+    """The reliability diagram of :func:`dlkit.metrics.calibration_bins`' result: accuracy per
+    confidence bin against the diagonal (a calibrated model's bars touch it), the bins' counts below."""
+    plt = _plt()
+    fig, (ax, ax_count) = plt.subplots(
+        2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    edges = calib["edges"]
+    centers = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
+    width = edges[1] - edges[0]
+    used = [i for i, n in enumerate(calib["count"]) if n > 0]
+    ax.bar(
+        [centers[i] for i in used], [calib["accuracy"][i] for i in used], width=width * 0.9, label="accuracy"
+    )
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.plot(
+        [centers[i] for i in used],
+        [calib["confidence"][i] for i in used],
+        "_",
+        color="C1",
+        ms=14,
+        mew=2,
+        label="mean confidence (the gap to the bar is the miscalibration)",
+    )
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"{title} (ECE {calib['ece']:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    ax_count.bar(centers, calib["count"], width=width * 0.9, color="C7")
+    ax_count.set(xlabel="confidence (probability of the predicted class)", ylabel=unit)
     fig.tight_layout()
     return fig

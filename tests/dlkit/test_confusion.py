@@ -1,4 +1,5 @@
-"""confusion_matrix against scikit-learn's, and plot_confusion_matrix's figure."""
+"""confusion_matrix against scikit-learn's, and plot_confusion_matrix's figure; calibration bins, ECE
+and the reliability diagram."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from dlkit.metrics import confusion_matrix
-from dlkit.plots import plot_confusion_matrix
+from dlkit.metrics import calibration_bins, confusion_matrix
+from dlkit.plots import plot_confusion_matrix, plot_reliability
 
 
 @pytest.mark.parametrize("num_classes, n", [(2, 50), (10, 1000), (7, 3)])
@@ -77,3 +78,25 @@ def test_plot_confusion_matrix_counts_and_numpy_input():
     assert _cell_texts(plot_confusion_matrix(cm, ["x", "y"], normalize=False)) == ["5", "1", "0", "7"]
     with pytest.raises(ValueError, match="classes"):
         plot_confusion_matrix(cm, ["x", "y", "z"])
+
+
+def test_calibration_bins_and_ece(tmp_path):
+    confidence = torch.tensor([0.55, 0.65, 0.95, 0.95])
+    correct = torch.tensor([True, False, True, True])
+    calib = calibration_bins(confidence, correct, bins=10)
+    # bins: 0.5-0.6 (acc 1, conf .55), 0.6-0.7 (acc 0, conf .65), 0.9-1.0 (acc 1, conf .95)
+    expected = 0.25 * abs(1 - 0.55) + 0.25 * abs(0 - 0.65) + 0.5 * abs(1 - 0.95)
+    assert calib["ece"] == pytest.approx(expected, abs=1e-6)
+    assert calib["count"] == [0, 0, 0, 0, 0, 1, 1, 0, 0, 2] and len(calib["edges"]) == 11
+    assert calib["accuracy"][9] == 1.0 and calib["confidence"][9] == pytest.approx(0.95)
+    # a model that is right exactly as often as it says is calibrated: ECE -> 0
+    gen = torch.Generator().manual_seed(0)
+    p = torch.rand(200_000, generator=gen) * 0.5 + 0.5
+    honest = calibration_bins(p, torch.rand(200_000, generator=gen) < p)
+    assert honest["ece"] < 0.01
+    overconfident = calibration_bins(p, torch.rand(200_000, generator=gen) < p - 0.2)
+    assert overconfident["ece"] == pytest.approx(0.2, abs=0.01)
+    fig = plot_reliability(calib, title="four predictions", unit="reviews")
+    assert "(ECE 0.300)" in fig.axes[0].get_title() and fig.axes[1].get_ylabel() == "reviews"
+    with pytest.raises(ValueError, match=r"\(N,\) confidences"):
+        calibration_bins(torch.rand(3, 2), torch.ones(3, 2, dtype=torch.bool))

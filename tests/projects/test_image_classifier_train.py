@@ -23,7 +23,10 @@ from projects.image_classifier import evaluate, fast, train
 from projects.image_classifier.__main__ import main as cli_main
 from projects.image_classifier.models import MODELS, build_model
 
-RUN_FILES = {"config.json", "metrics.csv", "loss.png", "accuracy.png", "confusion.png", "checkpoint.pt"}
+RUN_FILES = {
+    "config.json", "metrics.csv", "loss.png", "accuracy.png", "confusion.png", "calibration.png",
+    "checkpoint.pt",
+}  # fmt: skip
 RUN_FILES.add("model_info.json")
 TINY = ["--widths", "8", "16", "16", "--batch-size", "16", "--device", "cpu", "--amp"]
 
@@ -112,13 +115,19 @@ def test_load_trained_gives_the_trained_model(trained_run: Path) -> None:
     assert model(x).shape == (3, info["num_classes"])
 
 
-def test_evaluate_writes_the_confusion_matrix(trained_run: Path) -> None:
+def test_evaluate_writes_the_confusion_matrix_and_calibration(trained_run: Path) -> None:
     (trained_run / "confusion.png").unlink()
+    (trained_run / "calibration.png").unlink()
     report = evaluate.main(["--run-dir", str(trained_run), "--device", "cpu", "--no-tta"])
     assert (trained_run / "confusion.png").stat().st_size > 1000
+    assert (trained_run / "calibration.png").stat().st_size > 1000
     saved = json.loads((trained_run / "evaluation.json").read_text())
     assert saved["acc"] == report["acc"] and saved["tta"] is False and saved["num_images"] == 16
     assert sum(map(sum, saved["confusion"])) == 16 and set(saved["per_class_acc"]) == {"left", "right"}
+    calibration = saved["calibration"]
+    assert sum(calibration["count"]) == 16 and 0 <= saved["ece"] <= 1
+    # two classes: the softmax confidence of the predicted class is never below 1/2
+    assert sum(calibration["count"][: len(calibration["count"]) // 2]) == 0
 
 
 def test_flip_tta_changes_nothing_for_mirror_symmetric_images() -> None:

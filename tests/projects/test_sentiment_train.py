@@ -14,9 +14,10 @@ from conftest import ROOT, require_dataset
 if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
     sys.path.insert(0, str(ROOT))
 
+from dlkit.metrics import calibration_bins
 from projects.sentiment_analyzer import evaluate, train
 from projects.sentiment_analyzer.data import synthetic_reviews
-from projects.sentiment_analyzer.evaluate import binary_metrics, calibration_bins
+from projects.sentiment_analyzer.evaluate import binary_metrics
 from projects.sentiment_analyzer.features import NgramTable, nb_ratios, ngrams
 from projects.sentiment_analyzer.models import NBLinear, build_model
 from projects.sentiment_analyzer.train import length_batches, tfidf_logistic_from_sklearn
@@ -93,16 +94,13 @@ def test_tfidf_logistic_gives_sklearns_probabilities() -> None:
     assert torch.allclose(got.softmax(1)[:, 1], torch.from_numpy(expected), atol=1e-6)
 
 
-def test_calibration_bins_and_metrics() -> None:
-    confidence = torch.tensor([0.55, 0.65, 0.95, 0.95])
-    correct = torch.tensor([True, False, True, True])
-    calib = calibration_bins(confidence, correct, bins=10)
-    # bins: 0.5-0.6 (acc 1, conf .55), 0.6-0.7 (acc 0, conf .65), 0.9-1.0 (acc 1, conf .95)
-    expected = 0.25 * abs(1 - 0.55) + 0.25 * abs(0 - 0.65) + 0.5 * abs(1 - 0.95)
-    assert calib["ece"] == pytest.approx(expected, abs=1e-6) and sum(calib["count"]) == 4
+def test_binary_metrics() -> None:
     z, y = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1, 0, 0, 1])
-    m = binary_metrics(z, y)
+    m = binary_metrics(z, y, bins=10)
     assert m["acc"] == 0.5 and m["confusion"] == [[1, 1], [1, 1]] and m["f1"] == pytest.approx(0.5)
+    confidence = torch.sigmoid(torch.tensor([2.0, 1.0, 0.5, 3.0])).double()  # of the predicted class
+    correct = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    assert m["ece"] == pytest.approx(calibration_bins(confidence, correct, bins=10)["ece"])
 
 
 def test_length_batches_cover_every_index_once() -> None:
