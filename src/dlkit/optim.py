@@ -53,15 +53,18 @@ def muon_param_groups(
     muon_lr: float,
     weight_decay: float,
     betas: tuple[float, float] = (0.9, 0.99),
+    exclude: Iterable[nn.Module] = (),
 ) -> list[dict[str, Any]]:
-    """Muon for the 2-D weights of ``nn.Linear`` layers inside the network (not the output layer, nor a
-    layer sharing its weight with an embedding), AdamW with ``weight_decay`` for the other matrices and
-    without it for vectors (norms, biases), as nanoGPT."""
-    embedded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    """Muon for the weights of the model's ``nn.Linear`` layers, except a layer that shares its weight
+    with an ``nn.Embedding`` (a tied output layer) and the modules in ``exclude`` (an untied output
+    layer should go there: Muon is for hidden layers); AdamW with ``weight_decay`` for the other
+    matrices and without it for vectors (norms, biases), as nanoGPT."""
+    skipped = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    skipped |= {id(p) for m in exclude for p in m.parameters()}
     hidden, seen = [], set()
     for module in model.modules():
         weight = getattr(module, "weight", None)
-        if isinstance(module, nn.Linear) and id(weight) not in embedded and id(weight) not in seen:
+        if isinstance(module, nn.Linear) and id(weight) not in skipped and id(weight) not in seen:
             hidden.append(weight)
             seen.add(id(weight))
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]

@@ -64,6 +64,9 @@ def test_groups_split_hidden_matrices_from_the_rest():
         id(model.norm.bias),
     }
     assert muon["use_muon"] and muon["lr"] == 0.02 and plain["weight_decay"] == 0.0
+    muon, decayed, _ = muon_param_groups(model, lr=1e-3, muon_lr=0.02, weight_decay=0.1, exclude=[model.down])
+    assert {id(p) for p in muon["params"]} == {id(model.up.weight)}  # e.g. an untied output layer
+    assert {id(p) for p in decayed["params"]} == {id(model.emb.weight), id(model.down.weight)}
     with pytest.raises(ValueError, match="2-D"):
         MuonAdamW([{"params": [model.norm.weight], "use_muon": True}])
 
