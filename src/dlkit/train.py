@@ -78,14 +78,8 @@ def setup_distributed(device: str | torch.device | None = None) -> torch.device:
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group (call it at the end of a torchrun script).
-
-    All processes meet at a barrier first: a process that tore its gloo group down while another was
-    still writing its files after the last collective aborted once in CI ("terminate called without
-    an active exception", exit -6) although training had finished.
-    """
+    """Leave the process group (call it at the end of a torchrun script)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 
