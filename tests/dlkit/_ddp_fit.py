@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import torch
 from _train_setup import easy_classification, mlp, write_json
@@ -61,3 +62,10 @@ if __name__ == "__main__":
     parser.add_argument("--single", action="store_true")
     args = parser.parse_args()
     run(args.out_dir, args.single)
+    if not args.single:
+        # In fresh-clone CI runs of the whole suite (never alone, nor under artificial load) rank 1 of
+        # this script aborted *after* its work and cleanup_distributed ("terminate called without an
+        # active exception", SIGABRT): a C++ thread still joinable when the interpreter tears down.
+        # What the test checks is written by then; skip the teardown. Root cause not found yet.
+        sys.stdout.flush()
+        os._exit(0)
