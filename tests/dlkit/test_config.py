@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
 
-from dlkit.config import build_parser, load_config, parse_config, save_config
+from dlkit.config import ConfigError, build_parser, check_config, flag, load_config, parse_config, save_config
 
 
 @dataclass
@@ -58,5 +59,55 @@ def test_round_trip_through_json(tmp_path):
 
 def test_help_lists_every_field():
     text = build_parser(Config).format_help()
-    for flag in ("--lr", "--num-epochs", "--optimizer", "--hidden-sizes", "--run-name", "--amp", "--no-amp"):
-        assert flag in text
+    for name in ("--lr", "--num-epochs", "--optimizer", "--hidden-sizes", "--run-name", "--amp", "--no-amp"):
+        assert name in text
+
+
+@dataclass
+class Ranged:
+    """Train a ranged thing."""
+
+    quick: bool = False
+    lr: float = 0.1
+    batch_size: int = 32
+    max_chars: int | None = None
+    shift: float = flag(0.0, help="may be negative", min=-math.inf)
+    hidden: int = flag(8, help="units per layer", min=2, max=64)
+    mode: str = flag("fast", help="how to run", choices=("fast", "exact"))
+    sizes: tuple[int, ...] = (4, 4)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be >= 1, not 0"),
+        (["--batch-size", "-1"], "--batch-size must be >= 1, not -1"),
+        (["--lr", "0"], "--lr must be > 0, not 0"),
+        (["--lr", "nan"], "--lr must be > 0, not nan"),
+        (["--max-chars", "-5"], "--max-chars must be >= 1, not -5"),
+        (["--hidden", "65"], "--hidden must be >= 2 and <= 64, not 65"),
+        (["--mode", "slow"], "--mode must be one of fast, exact, not 'slow'"),
+        (["--sizes", "4", "-4"], "--sizes must be >= 0, not -4"),  # no stated range: not negative
+    ],
+)
+def test_values_out_of_range_stop_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(Ranged, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_values_in_range_pass_and_none_means_unset():
+    cfg = parse_config(Ranged, ["--shift", "-3", "--max-chars", "none", "--hidden", "64"])
+    assert (cfg.shift, cfg.max_chars, cfg.hidden) == (-3.0, None, 64)
+    with pytest.raises(ConfigError, match="--hidden"):
+        check_config(Ranged(hidden=1))
+
+
+def test_help_is_the_docstring_and_every_flag_says_its_range():
+    text = build_parser(Ranged).format_help()
+    assert "Train a ranged thing." in text and "Ranged(" not in text
+    assert "learning rate (> 0; default: 0.1)" in " ".join(text.split())
+    assert "units per layer (>= 2 and <= 64; default: 8)" in " ".join(text.split())
+    assert "Config(" not in build_parser(Config).format_help()  # no docstring: no raw signature
