@@ -2,7 +2,9 @@
 
 A checkpoint holds only plain types (dicts, lists, tuples, str, int, float, bool, None and tensors), so
 ``torch.load(path, weights_only=True)`` opens it without running any pickled code. It is written
-atomically: a run killed in the middle of saving leaves the previous checkpoint as it was.
+atomically: a run killed in the middle of saving leaves the previous checkpoint as it was (and a
+temporary file, which the next save in that folder removes). A file that does not load is a
+:class:`CheckpointError` naming it, not torch's "PytorchStreamReader failed ...".
 """
 
 from __future__ import annotations
@@ -18,7 +20,22 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state", "unwrap_model"]
+from dlkit.errors import UserError
+
+__all__ = [
+    "CheckpointError",
+    "get_rng_state",
+    "load_checkpoint",
+    "remove_stale_temp_files",
+    "save_checkpoint",
+    "set_rng_state",
+    "unwrap_model",
+]
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, truncated, corrupt or of another model; the message names the file."""
+
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
@@ -97,6 +114,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or a platform without signals: leave its file alone
+    return True
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete the ``.<name>.<pid>.tmp`` files that saves of ``path`` killed mid-write left behind
+    (those of processes still running are kept); returns what was removed."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def save_checkpoint(
     path: str | Path,
     *,
@@ -126,6 +166,7 @@ def save_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as f:
@@ -154,12 +195,31 @@ def load_checkpoint(
     ``restore_rng=True`` also puts every random number generator back where it was at save time, so
     that a resumed run draws the same data order and dropout masks as an uninterrupted one.
     """
-    checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
-    if model is not None:
-        unwrap_model(model).load_state_dict(checkpoint["model"])
-    for name, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-        if target is not None and checkpoint.get(name) is not None:
-            target.load_state_dict(checkpoint[name])
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        checkpoint: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip errors, EOF, unpickling refusals: all mean "this file is unusable"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"the checkpoint {path} is truncated or corrupt and cannot be loaded ({first[:200]}); "
+            "delete it to start over, or restore a good copy"
+        ) from e
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path} is not a dlkit checkpoint (no 'model' entry)")
+    try:
+        if model is not None:
+            unwrap_model(model).load_state_dict(checkpoint["model"])
+        for name, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+            if target is not None and checkpoint.get(name) is not None:
+                target.load_state_dict(checkpoint[name])
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(
+            f"the checkpoint {path} does not fit this model or optimizer ({first[:300]}): it was saved by "
+            "another configuration; start a new run (another --run-name) or resume with the same flags"
+        ) from e
     if restore_rng and "rng" in checkpoint:
         set_rng_state(checkpoint["rng"])
     return checkpoint

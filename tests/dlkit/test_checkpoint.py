@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import subprocess
@@ -102,3 +103,35 @@ def test_unwrap_model_strips_compile_and_data_parallel(tmp_path):
     keys = torch.load(tmp_path / "c.pt", weights_only=True)["model"].keys()
     assert set(keys) == set(model.state_dict().keys())
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in keys)
+
+
+def test_a_truncated_checkpoint_is_an_error_that_names_the_file(tmp_path):
+    from dlkit.checkpoint import CheckpointError
+
+    model, optimizer, scheduler = _trained_state()
+    path = save_checkpoint(tmp_path / "checkpoint.pt", model=model, epoch=1)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=f"{path} is truncated or corrupt"):
+        load_checkpoint(path, model=mlp())
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_checkpoint_of_another_model_says_so(tmp_path):
+    from dlkit.checkpoint import CheckpointError
+
+    path = save_checkpoint(tmp_path / "checkpoint.pt", model=mlp(), epoch=1)
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_checkpoint(path, model=nn.Linear(3, 3))
+
+
+def test_the_next_save_removes_temp_files_of_killed_writers(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / f".checkpoint.pt.{dead_pid}.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    alive = tmp_path / f".checkpoint.pt.{os.getppid()}.tmp"  # a running writer's file stays
+    alive.write_bytes(b"being written")
+    save_checkpoint(tmp_path / "checkpoint.pt", model=mlp(), epoch=1)
+    assert not stale.exists() and alive.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "checkpoint.pt"])
