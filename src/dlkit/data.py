@@ -38,18 +38,19 @@ import torch
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from dlkit.errors import UserError
 from dlkit.progress import progress, progress_enabled
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """No verified copy was found and none could be downloaded; the message says where we looked."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError, ValueError):
     """A file's checksum is not one we know: it is corrupt, truncated or another version."""
 
 
-class DownloadError(OSError):
+class DownloadError(UserError, OSError):
     """A download failed or stopped before all its bytes arrived."""
 
 
@@ -137,6 +138,20 @@ class RatingsData:
     @property
     def num_items(self) -> int:
         return len(self.titles)
+
+
+@dataclass
+class TabularData:
+    """Rows of numeric features ``x`` float32 (N, F) with labels ``y`` int64 (N,); for the anomaly sets
+    1 = anomaly (outlier), 0 = normal. ``features`` names the columns where the source does."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    source: str
+    features: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
 
 
 def _stratified_indices(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -370,7 +385,11 @@ def _not_found_message(info: DatasetInfo, reason: str) -> str:
     ways = [f"download {' '.join(info.urls.values())}"] if info.urls else []
     ways += [info.advice] if info.advice else []
     ways.append(f"set DLKIT_DATA=/path/to/folder holding {info.folders[0]}/{info.forms[0][0]}")
-    lines.append(f"How to get it ({info.homepage}): " + "; or ".join(ways))
+    lines.append(
+        f"How to get it ({info.homepage}): "
+        + "; or ".join(ways)
+        + " (--quick runs every lesson and project offline, without it)"
+    )
     return "\n".join(lines)
 
 
@@ -380,9 +399,15 @@ def choose_dataset(preferred: str, fallback: str, *, quick: bool) -> str:
 
     Quick mode thus never needs the network, and still uses the real data when the machine has it.
     """
-    if not quick or _quiet_locate(preferred) is not None:
+    if not quick:
         return preferred
-    print(f"quick mode: {preferred} is not on this machine, so this run uses {fallback} instead")
+    try:
+        if locate(preferred) is not None:
+            return preferred
+        why = "is not on this machine"
+    except ChecksumError as e:
+        why = "is on this machine but failed its checksum (" + str(e).splitlines()[1].strip() + ")"
+    print(f"quick mode: {preferred} {why}, so this run uses {fallback} instead")
     return fallback
 
 
@@ -517,10 +542,17 @@ def _decode_jpeg_zip(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _cached(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``make()``, saved once as cache_dir()/decoded/``name`` (named after its source's checksum)."""
+    """``make()``, saved once as cache_dir()/decoded/``name`` (named after its source's checksum).
+
+    A cached file that does not load (truncated, corrupt) is deleted and made again, with a warning.
+    """
     path = cache_dir() / "decoded" / name
     if path.exists():
-        return torch.load(path, weights_only=True, mmap=True)
+        try:
+            return torch.load(path, weights_only=True, mmap=True)
+        except Exception as e:  # torch raises RuntimeError, EOFError, pickle errors...: all mean "rebuild"
+            warnings.warn(f"the decoded cache {path} is corrupt ({e}); decoding again", stacklevel=3)
+            path.unlink(missing_ok=True)
     value = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -601,6 +633,25 @@ def _load_movielens(paths: list[Path], split: str) -> RatingsData:
     )
 
 
+def _load_odds(paths: list[Path], split: str) -> TabularData:
+    from scipy.io import loadmat
+
+    mat = loadmat(paths[0])
+    x = torch.from_numpy(np.asarray(mat["X"], dtype=np.float32))
+    y = torch.from_numpy(np.asarray(mat["y"]).ravel().astype(np.int64))
+    return TabularData(
+        x, y, f"ODDS {paths[0].stem} ({len(y):,} rows, {int(y.sum()):,} outliers) from {paths[0]}"
+    )
+
+
+def _load_adbench(paths: list[Path], split: str) -> TabularData:
+    with np.load(paths[0], allow_pickle=False) as npz:
+        x = torch.from_numpy(np.asarray(npz["X"], dtype=np.float32))
+        y = torch.from_numpy(np.asarray(npz["y"]).ravel().astype(np.int64))
+    name = paths[0].stem.split("_", 1)[1]
+    return TabularData(x, y, f"ADBench {name} ({len(y):,} rows, {int(y.sum()):,} anomalies) from {paths[0]}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # The registry, and the checksum of every file it accepts. Where the checksums come from:
 # - Fashion-MNIST: the files served now (tensorflow/datasets url_checksums/fashion_mnist.txt; their md5s
@@ -611,7 +662,8 @@ def _load_movielens(paths: list[Path], split: str) -> RatingsData:
 # - IMDB, MovieLens, tiny shakespeare: tensorflow/datasets url_checksums/{imdb_reviews,movielens,
 #   tiny_shakespeare}.txt. ml-latest-small.zip there is the 2018 release (100,836 ratings).
 # - cifar10_jpeg, the labelled IMDB mirror (24,998 + 24,998 reviews), the 2016 MovieLens csvs (100,004
-#   ratings): the SHA256SUMS of the course's shared data folder.
+#   ratings), the ODDS .mat and ADBench .npz anomaly sets: the SHA256SUMS of the course's shared data
+#   folder (ADBench's files as its repository serves them; ODDS's as the pyod repository copies them).
 
 CHECKSUMS = """
 3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84  fashion_mnist/train-images-idx3-ubyte.gz
@@ -641,6 +693,21 @@ d39b22ac556f36807c9208ad92b817f0c18835c9bd4ca1b07494b8bc542e753a  imdb/aclImdb_v
 696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436  movielens_small/ml-latest-small.zip
 b4239649fbf90ebf405c56c3ae1d929d9e7c86fc1a3a80cbef1c884df593ef73  movielens_small/ml-latest-small/ratings.csv
 43d1736d3c688eb5b7856473c36d86a1c345676cab256c91720c1f6984d263b5  movielens_small/ml-latest-small/movies.csv
+5e568b6a73711012c481fa6cc984ab9c68e9a4fa44d6aeb3b43efa381c3f695b  odds_cardio/cardio.mat
+f4a229b0e2a6b0c9157ce27fa760bcbac0f948cd690b2f5d51c120e5450f2195  odds_letter/letter.mat
+9479e221f236684c09f3e11c7ad124725d34ecd301b9450425e8b113368413a6  odds_mnist/mnist.mat
+50bbf414caceb66cfe6f6b1eb7c1ff7c6eb1e6d87173f7bb597ba55cd3dc5493  odds_musk/musk.mat
+7bc32ac83b3d583443acea8b1342a54aaa59eaedb9996af405322f473f3c22bc  odds_pendigits/pendigits.mat
+6feac3112b9c14e1c3e60afc437f2f3d29dc1000119c9f950c628078778d6aa0  odds_satellite/satellite.mat
+b6e396c92354d5dcf5036901e36dc58e2913f2d1a5e138c35a2bedf9c69db899  odds_shuttle/shuttle.mat
+5824ec854465f2763b4bfe3da1ae9f25ed5433b5c6e265d42e37da4f82a58679  adbench_donors/11_donors.npz
+9d98710091551587f4740cfc851a6b064fff6319a337c2dc77ee6da4bcc2e02c  adbench_http/16_http.npz
+a0308ac9712d78321073b1c2dc98dc37665c0f35c1cc33019416fe8f8d7de7ea  adbench_mammography/23_mammography.npz
+e738f7c58a8740d2c4aac4c71ff49ce5e1d1aa16f44178135fc9c09df05fad1b  adbench_annthyroid/2_annthyroid.npz
+d2569fc9bc12115419e3f5b37d19921e10e6c26e5ad1e61064cfb0fbc402dfdd  adbench_smtp/34_smtp.npz
+8de161b3f235b7647bb0b39a836d983ff61d67bf234edac461da2d71e889cb87  adbench_thyroid/38_thyroid.npz
+c70b72aa611ec87b20efb400943ef3ce4f8bf7aa58fcef825fbd28cc5cee3cc9  adbench_Wilt/44_Wilt.npz
+74dd4d0072d6c6f1aabab63bc102f9633454f32bb936fa9bcfbd38f9f2386bcd  adbench_campaign/5_campaign.npz
 """
 _CHECKSUM_LINES = [tuple(line.split()) for line in CHECKSUMS.strip().splitlines()]
 
@@ -656,6 +723,15 @@ _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 _SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 _MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+_ADBENCH_URL = "https://github.com/Minqi824/ADBench/raw/main/adbench/datasets/Classical/"
+# The anomaly-detection sets (1 = anomaly): ODDS (Rayana 2016) as .mat, ADBench (Han et al. 2022) as .npz.
+ODDS_SETS = ("cardio", "shuttle", "mnist", "satellite", "pendigits", "musk", "letter")
+ADBENCH_FILES = {
+    "donors": "11_donors.npz", "http": "16_http.npz", "smtp": "34_smtp.npz", "campaign": "5_campaign.npz",
+    "mammography": "23_mammography.npz", "annthyroid": "2_annthyroid.npz", "thyroid": "38_thyroid.npz",
+    "Wilt": "44_Wilt.npz",
+}  # fmt: skip
+ANOMALY_SETS = tuple(f"adbench_{n}" for n in ADBENCH_FILES) + tuple(f"odds_{n}" for n in ODDS_SETS)
 
 REGISTRY: dict[str, DatasetInfo] = {
     info.name: info
@@ -728,5 +804,31 @@ REGISTRY: dict[str, DatasetInfo] = {
             urls={"ml-latest-small.zip": _MOVIELENS_URL},
             splits=("train", "all"),
         ),
+        *[
+            DatasetInfo(
+                f"odds_{name}",
+                f"ODDS {name} (outlier detection)",
+                "https://odds.cs.stonybrook.edu/",
+                folders=("odds", f"odds_{name}", "."),
+                forms=((f"{name}.mat",),),
+                loader=_load_odds,
+                splits=("all",),
+                advice=f"download {name}.mat from the ODDS page (or the pyod repository's copy)",
+            )
+            for name in ODDS_SETS
+        ],
+        *[
+            DatasetInfo(
+                f"adbench_{name}",
+                f"ADBench {name} (anomaly detection)",
+                "https://github.com/Minqi824/ADBench",
+                folders=("adbench", f"adbench_{name}", "."),
+                forms=((file,),),
+                loader=_load_adbench,
+                urls={file: _ADBENCH_URL + file},
+                splits=("all",),
+            )
+            for name, file in ADBENCH_FILES.items()
+        ],
     ]
 }

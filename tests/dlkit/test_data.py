@@ -409,3 +409,80 @@ def test_load_train_test_cuts_each_split_to_a_stratified_subset():
     assert set(train.y.tolist()) == set(range(10))  # every class kept
     full_train, _ = load_train_test("digits")
     assert len(full_train) > 1000
+
+
+def test_a_truncated_decoded_cache_is_rebuilt_not_a_crash(roots, monkeypatch):
+    folder = roots.a / "cifar10_jpeg"
+    folder.mkdir()
+    make_jpeg_zip(folder / "train.zip", per_class=2)
+    make_jpeg_zip(folder / "test.zip", per_class=1)
+    monkeypatch.setattr(
+        data, "_CHECKSUM_LINES", [line for line in data._CHECKSUM_LINES if "jpeg/" not in line[1]]
+    )
+    for name in ("train.zip", "test.zip"):
+        add_checksums(
+            monkeypatch, (hashlib.sha256((folder / name).read_bytes()).hexdigest(), f"cifar10_jpeg/{name}")
+        )
+    first = load_dataset("cifar10_jpeg", "test")
+    (cached,) = (roots.cache / "decoded").glob("cifar10_jpeg-test-*.pt")
+    cached.write_bytes(cached.read_bytes()[:200])  # as a kill in the middle of writing it would
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = load_dataset("cifar10_jpeg", "test")
+    assert torch.equal(again.x, first.x)
+    assert torch.load(cached, weights_only=True)["y"].shape == (10,)  # and the cache is whole again
+
+
+def test_quick_mode_says_a_corrupt_copy_failed_its_checksum(roots, monkeypatch, capsys):
+    from dlkit.data import choose_dataset
+
+    monkeypatch.setenv("DLKIT_SYSTEM_DATA", "0")
+    (roots.a / "tiny_shakespeare").mkdir()
+    (roots.a / "tiny_shakespeare" / "input.txt").write_text("not shakespeare")
+    assert choose_dataset("tiny_shakespeare", "digits", quick=True) == "digits"
+    out = capsys.readouterr().out
+    assert "failed its checksum" in out and "not on this machine" not in out
+
+
+def test_a_missing_dataset_is_a_user_error_that_mentions_quick_mode(roots):
+    from dlkit.errors import UserError
+
+    with pytest.raises(UserError, match="--quick runs every lesson and project offline"):
+        fetch("imdb", download=False)
+
+
+def test_anomaly_sets_load_from_npz_and_mat(roots, monkeypatch):
+    from scipy.io import savemat
+
+    x = np.arange(12, dtype=np.float64).reshape(6, 2)
+    y = np.array([0, 0, 1, 0, 1, 0])
+    (roots.a / "adbench").mkdir()
+    np.savez(roots.a / "adbench" / "38_thyroid.npz", X=x, y=y)
+    (roots.a / "odds").mkdir()
+    savemat(roots.a / "odds" / "cardio.mat", {"X": x, "y": y[:, None].astype(np.float64)})
+    for name, path in (("adbench_thyroid", "adbench/38_thyroid.npz"), ("odds_cardio", "odds/cardio.mat")):
+        monkeypatch.setattr(
+            data,
+            "_CHECKSUM_LINES",
+            [line for line in data._CHECKSUM_LINES if line[1] != f"{name}/{Path(path).name}"],
+        )
+        add_checksums(
+            monkeypatch,
+            (hashlib.sha256((roots.a / path).read_bytes()).hexdigest(), f"{name}/{Path(path).name}"),
+        )
+    for name in ("adbench_thyroid", "odds_cardio"):
+        rows = load_dataset(name, "all")
+        assert rows.x.dtype == torch.float32 and rows.x.shape == (6, 2)
+        assert rows.y.tolist() == y.tolist() and "2 " in rows.source  # 2 anomalies named
+
+
+@pytest.mark.needs_data
+def test_the_fifteen_anomaly_sets():
+    from dlkit.data import ANOMALY_SETS
+
+    assert len(ANOMALY_SETS) == 15
+    require_dataset("adbench_thyroid")
+    thyroid = load_dataset("adbench_thyroid", "all")
+    assert thyroid.x.shape == (3772, 6) and int(thyroid.y.sum()) == 93
+    require_dataset("odds_cardio")
+    cardio = load_dataset("odds_cardio", "all")
+    assert cardio.x.shape == (1831, 21) and int(cardio.y.sum()) == 176
