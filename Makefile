@@ -10,7 +10,7 @@ $(BIN)/python:
 
 # Re-install when the dependencies change. constraints.txt pins what CI tests; pyproject keeps ranges.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,vision,nlp,export,serve]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,vision,nlp,rl,rl-extras,export,serve,notebook]"
 	touch $@
 
 setup: $(VENV)/.installed
