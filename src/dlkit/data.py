@@ -555,10 +555,9 @@ def _cached(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             path.unlink(missing_ok=True)
     value = make()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        torch.save(value, tmp)
-        os.replace(tmp, path)
+        from dlkit.runs import atomic_write  # runs imports dlkit.metrics: not at module level
+
+        atomic_write(path, lambda tmp: torch.save(value, tmp))
     except OSError as e:  # a read-only cache only costs time
         warnings.warn(f"could not cache {name} in {path.parent}: {e}", stacklevel=3)
     return value
@@ -832,3 +831,57 @@ REGISTRY: dict[str, DatasetInfo] = {
         ],
     ]
 }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Splitting and standardising: what several lessons do to a dataset once it is loaded
+
+
+def split(data: Any, n: int, *, seed: int | None = None) -> tuple[Any, Any]:
+    """(``n`` examples, the rest) of ImageData or TextClassificationData: the first ``n``, or with a
+    ``seed`` a random ``n`` (the same ones for the same seed, e.g. a validation split that a resumed
+    run must not train on). Both parts keep their order and the source of the whole."""
+    if not 0 <= n <= len(data):
+        raise ValueError(f"cannot take {n} of {len(data)} examples")
+    order = torch.arange(len(data))
+    if seed is not None:
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return _take(data, order[:n].sort().values), _take(data, order[n:].sort().values)
+
+
+def _take(data: Any, idx: torch.Tensor) -> Any:
+    if isinstance(data, ImageData):
+        return ImageData(data.x[idx], data.y[idx], data.classes, data.source)
+    if isinstance(data, TextClassificationData):
+        texts = [data.texts[i] for i in idx.tolist()]
+        return TextClassificationData(texts, data.labels[idx], data.classes, data.source)
+    raise TypeError(f"split takes ImageData or TextClassificationData, not {type(data).__name__}")
+
+
+class Standardize:
+    """``x -> (x - mean) / std`` with the mean and standard deviation of the data it was fitted on.
+
+    Fit it on the training part only (``Standardize.fit(train.x)``) and apply it to every part. Plain
+    floats, so it works on any device and dtype, and a class rather than a lambda, so that DataLoader
+    worker processes can receive it.
+    """
+
+    def __init__(self, mean: float, std: float) -> None:
+        if not std > 0:
+            raise ValueError(f"std must be positive, got {std}")
+        self.mean, self.std = float(mean), float(std)
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> Standardize:
+        """The mean and standard deviation of all of ``x``."""
+        return cls(x.float().mean().item(), x.float().std().item())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """Back to the original scale, e.g. to show standardised images."""
+        return x * self.std + self.mean
+
+    def __repr__(self) -> str:
+        return f"Standardize(mean={self.mean:.4g}, std={self.std:.4g})"

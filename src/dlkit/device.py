@@ -43,7 +43,7 @@ __all__ = [
 CPU_BF16_ENV = "DLKIT_CPU_BF16"
 
 
-class DeviceNotAvailableError(UserError):
+class DeviceNotAvailableError(UserError, RuntimeError):
     """A device was asked for by name, and this machine does not have it."""
 
 
