@@ -1,24 +1,29 @@
-"""The training loop of lesson 04, grown up: ``train_one_epoch``, ``evaluate`` and ``fit``.
+"""The training loop of lesson 04, grown up: one loop for every lesson and project.
 
-``train_one_epoch`` is the loop you wrote by hand (forward, loss, backward, step) plus mixed
-precision and gradient clipping; ``evaluate`` is its no-grad twin; ``fit`` runs them epoch after
-epoch and adds LR schedules, early stopping, a metrics CSV, TensorBoard and checkpoints that resume.
+Three pieces, each usable alone:
+
+- :func:`train_step` is the loop body you wrote by hand (forward, loss, backward, clip, step), with
+  mixed precision; :func:`train_one_epoch` runs it over a loader, :func:`evaluate` is its no-grad twin.
+- :func:`train_loop` runs steps until a :class:`Budget` is used (epochs, steps and/or seconds of
+  training), evaluates on a schedule (:class:`Evaluation`: every epoch, every N steps or every S
+  seconds; the clock stops while evaluating), follows an lr schedule, keeps the best weights and
+  stops early (:class:`Selection`), writes metrics.csv and a checkpoint at every evaluation, and
+  resumes from it exactly (:class:`dlkit.runs.RunFolder`).
+- :func:`fit` is the epoch-shaped call most lessons use: train for ``num_epochs``, validate after each.
 
 The same code runs in one process or in many: launched with ``torchrun --nproc_per_node N``, call
 ``setup_distributed()`` first, build loaders with ``make_loader`` (each process gets its share of
-every global batch) and ``fit`` wraps the model in DistributedDataParallel, averages the metrics over
+every global batch) and the loop wraps the model in DistributedDataParallel, averages the metrics over
 all processes, and lets only process 0 print, write files and save checkpoints.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,15 +34,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from dlkit.checkpoint import load_checkpoint, save_checkpoint
+from dlkit.checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from dlkit.config import config_to_dict
-from dlkit.device import autocast_dtype, get_device
+from dlkit.device import autocast, get_device, resolve_amp_dtype
 from dlkit.metrics import CSVLogger, EpochMeter
 from dlkit.progress import progress as progress_bar
+from dlkit.runs import RunFolder
 
 __all__ = [
-    "EarlyStopping",
+    "Budget",
+    "Callback",
+    "Evaluation",
     "History",
+    "LoopState",
+    "Selection",
     "TensorBatches",
     "cleanup_distributed",
     "evaluate",
@@ -48,11 +58,13 @@ __all__ = [
     "make_loader",
     "resolve_amp_dtype",
     "setup_distributed",
+    "train_loop",
     "train_one_epoch",
+    "train_step",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Callback = Callable[[int, dict[str, float]], bool | None]
+LossFn = Callable[[Any, Any], torch.Tensor]
+EpochCallback = Callable[[int, dict[str, float]], bool | None]
 
 
 # --- One process or many --------------------------------------------------------------------------
@@ -191,23 +203,70 @@ class TensorBatches:
             yield (x if self.augment is None else self.augment(x)), y
 
 
-# --- One epoch -------------------------------------------------------------------------------------
+# --- One step, one epoch, one evaluation ------------------------------------------------------------
 
 
-def resolve_amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``fit(amp=...)``: None = where it pays, True = bf16 at least, False = off."""
-    if amp is False:
-        return None
-    dtype = autocast_dtype(device)
-    if amp is True and dtype is None:
-        return torch.bfloat16  # forced, e.g. to see bf16 on a CPU without native support
-    return dtype
+def _to(batch: Any, device: torch.device) -> Any:
+    """Tensors (also inside tuples and lists) moved to ``device``; anything else as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch
 
 
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager[Any]:
-    if amp_dtype is None:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=amp_dtype)
+def _forward(model: nn.Module, x: Any) -> Any:
+    """``model(x)``, or ``model(*x)`` when the inputs are a tuple (e.g. ids and offsets)."""
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+def train_step(
+    model: nn.Module,
+    batch: tuple[Any, Any],
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad_norm: float | None = None,
+) -> tuple[torch.Tensor, Any, Any]:
+    """One optimizer step on ``batch = (x, y)`` (already on the model's device); returns (loss, y_hat, y).
+
+    The forward pass and the loss run under autocast to ``amp_dtype``; ``scaler`` (float16 only) scales
+    the loss so that small gradients do not underflow; ``clip_grad_norm`` rescales the gradients so that
+    their global norm is at most that. Nothing here waits for the GPU (no ``.item()``).
+    """
+    x, y = batch
+    with autocast(y.device if isinstance(y, torch.Tensor) else torch.device("cpu"), amp_dtype):
+        y_hat = _forward(model, x)
+        loss = loss_fn(y_hat, y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    else:
+        loss.backward()
+    if clip_grad_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)  # skips the step when a gradient is inf/nan
+        scaler.update()
+    else:
+        optimizer.step()
+    return loss.detach(), y_hat, y
+
+
+def _batch_size(y: Any) -> int:
+    return int(y.shape[0]) if isinstance(y, torch.Tensor) and y.ndim else 1
+
+
+def _update(meter: EpochMeter, loss: torch.Tensor, y_hat: Any, y: Any) -> None:
+    if isinstance(y_hat, torch.Tensor) and isinstance(y, torch.Tensor) and y.ndim:
+        meter.update(loss, y_hat.detach(), y)
+    else:  # outputs that are not one tensor (a VAE's (x_hat, mu, logvar)): the loss only
+        meter.classification = False
+        meter.sums[0] += loss.detach() * _batch_size(y)
+        meter.sums[2] += _batch_size(y)
 
 
 def train_one_epoch(
@@ -224,38 +283,23 @@ def train_one_epoch(
     clip_grad_norm: float | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """One pass over ``loader``, one optimizer step per (x, y) batch; returns {"loss", "acc"} means.
+    """One pass over ``loader``, one :func:`train_step` per (x, y) batch; returns {"loss", "acc"} means.
 
-    ``scheduler`` (when given) steps after every batch. ``amp_dtype`` runs the forward pass and the
-    loss under ``torch.autocast``; ``scaler`` (needed for float16 only) scales the loss so that small
-    gradients do not underflow. ``clip_grad_norm`` rescales the gradients so that their global norm
-    is at most that. "acc" is there when the model outputs (B, C) logits for (B,) class ids.
-    Under DDP the means are over every process's samples. ``epoch`` labels the progress bar.
+    ``scheduler`` (when given) steps after every batch. "acc" is there when the model outputs (B, C)
+    logits for (B,) class ids. Under DDP the means are over every process's samples. ``epoch`` labels
+    the progress bar.
     """
     model.train()
     meter = EpochMeter(device)
     batches = progress_bar(loader, desc=f"epoch {epoch}") if progress else loader
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp_dtype):
-            y_hat = model(x)
-            loss = loss_fn(y_hat, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-        else:
-            loss.backward()
-        if clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        if scaler is not None:
-            scaler.step(optimizer)  # skips the step when a gradient is inf/nan
-            scaler.update()
-        else:
-            optimizer.step()
+    for batch in batches:
+        loss, y_hat, y = train_step(
+            model, _to(batch, device), loss_fn, optimizer,
+            amp_dtype=amp_dtype, scaler=scaler, clip_grad_norm=clip_grad_norm,
+        )  # fmt: skip
         if scheduler is not None:
             scheduler.step()
-        meter.update(loss, y_hat, y)
+        _update(meter, loss, y_hat, y)
     _all_reduce_sum(meter.sums)
     return meter.compute()
 
@@ -277,32 +321,32 @@ def evaluate(
     """
     model.eval()
     meter = EpochMeter(device)
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp_dtype):
-            y_hat = model(x)
+    for batch in loader:
+        x, y = _to(batch, device)
+        with autocast(device, amp_dtype):
+            y_hat = _forward(model, x)
             loss = loss_fn(y_hat, y)
-        meter.update(loss, y_hat, y)
+        _update(meter, loss, y_hat, y)
     if all_reduce:
         _all_reduce_sum(meter.sums)
     return meter.compute()
 
 
-# --- fit -------------------------------------------------------------------------------------------
+# --- The loop ---------------------------------------------------------------------------------------
 
 
 @dataclass
 class History:
-    """What ``fit`` measured: one row per epoch (epoch, train_loss, train_acc, val_loss, val_acc, lr,
-    seconds), ready for ``dlkit.plots.plot_history(history.rows)``."""
+    """What the loop measured: one row per evaluation (step, epoch, seconds, lr, train_loss, ...,
+    val_loss, ...), ready for ``dlkit.plots.plot_history(history.rows)``."""
 
     rows: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def last(self) -> dict[str, float]:
-        """The row of the last epoch."""
+        """The row of the last evaluation."""
         if not self.rows:
-            raise ValueError("no epoch has finished yet")
+            raise ValueError("no evaluation has happened yet")
         return self.rows[-1]
 
     def best(self, metric: str, mode: Literal["min", "max"] = "min") -> dict[str, float]:
@@ -310,101 +354,434 @@ class History:
         rows = [r for r in self.rows if metric in r and not math.isnan(r[metric])]
         if not rows:
             raise KeyError(
-                f"no epoch recorded {metric!r}; recorded: {sorted(self.rows[0]) if self.rows else []}"
+                f"no row recorded {metric!r}; recorded: {sorted(self.rows[0]) if self.rows else []}"
             )
         return (min if mode == "min" else max)(rows, key=lambda r: r[metric])
 
     def column(self, metric: str) -> list[float]:
-        """The values of ``metric``, one per epoch, e.g. for ``plot_curves``."""
+        """The values of ``metric``, one per row, e.g. for ``plot_curves``."""
         return [r[metric] for r in self.rows]
 
 
 @dataclass
-class EarlyStopping:
-    """Stop when the monitored metric has not improved for ``patience`` epochs in a row."""
+class Budget:
+    """When training ends: after ``epochs`` passes over the data, ``steps`` optimizer steps or
+    ``seconds`` of training (the clock stops while evaluating), whichever comes first.
 
-    patience: int
-    mode: Literal["min", "max"] = "min"
-    best: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    stopped: bool = False
+    ``epochs`` may be fractional (9.9 epochs = ``ceil(9.9 * steps per epoch)`` steps) when the data
+    has a length. The fraction of the budget used (:meth:`used`) drives lr schedules, so a run cut by
+    its time budget still ends on a fully decayed learning rate.
+    """
 
-    def step(self, value: float, epoch: int) -> bool:
-        """Record this epoch's ``value``; True when training should stop."""
-        improved = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        if improved:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-        else:
-            self.bad_epochs += 1
-        self.stopped = self.bad_epochs >= max(self.patience, 1)  # patience 0 acts as 1, as in Keras
-        return self.stopped
+    epochs: float | None = None
+    steps: int | None = None
+    seconds: float | None = None
 
-    def state_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def __post_init__(self) -> None:
+        if not any((self.epochs, self.steps, self.seconds)):
+            raise ValueError("a Budget needs epochs, steps and/or seconds > 0")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
-
-
-def _monitored(row: dict[str, float], monitor: str) -> float:
-    if monitor not in row:
-        raise KeyError(f"monitor={monitor!r} is not measured; this run measures {sorted(row)}")
-    return row[monitor]
+    def used(self, state: LoopState, steps_per_epoch: int | None) -> float:
+        """The fraction used (the largest of its parts): 0 at the start, >= 1 when training is over."""
+        fractions = []
+        if self.steps:
+            fractions.append(state.step / self.steps)
+        if self.seconds:
+            fractions.append(state.seconds / self.seconds)
+        if self.epochs:
+            if steps_per_epoch:
+                fractions.append(state.step / math.ceil(self.epochs * steps_per_epoch))
+            else:
+                fractions.append(state.epoch / self.epochs)
+        return max(fractions)
 
 
-def _format_row(row: dict[str, float], num_epochs: int) -> str:
-    parts = [f"epoch {int(row['epoch'])}/{num_epochs}"]
+@dataclass
+class Evaluation:
+    """What to measure and when: ``fn(model)`` -> {"val_loss": ..., ...}, at the end of every epoch
+    (the default), or every ``every_steps`` steps, or every ``every_seconds`` seconds of training; and
+    always when the budget is used. ``fn`` is called off the clock, in eval mode, without gradients."""
+
+    fn: Callable[[nn.Module], Mapping[str, float]]
+    every_steps: int = 0
+    every_seconds: float = 0.0
+
+
+@dataclass
+class Selection:
+    """Which evaluations win: the lowest ``monitor`` (``mode="min"``; "max" for accuracies, the default
+    for names ending in "acc"). ``keep_best`` ends the run on the weights of the best evaluation;
+    ``patience`` stops after that many evaluations without improvement."""
+
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] | None = None
+    keep_best: bool = False
+    patience: int | None = None
+
+    def better(self, value: float, best: float | None) -> bool:
+        mode = self.mode or ("max" if self.monitor.endswith("acc") else "min")
+        return best is None or (value < best if mode == "min" else value > best)
+
+
+@dataclass
+class LoopState:
+    """Where a run is; saved in every checkpoint (as plain types), restored by ``resume``."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # passes over the data finished
+    seconds: float = 0.0  # training time; evaluations excluded
+    examples: int = 0  # training examples (or tokens' windows) seen
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0  # evaluations since the best one
+    stopped_early: bool = False
+    best_weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # with keep_best
+
+    @property
+    def history(self) -> History:
+        return History(self.rows)
+
+    def plain(self) -> dict[str, Any]:
+        state = asdict(self) | {"best_weights": None}
+        del state["best_weights"]
+        return state
+
+
+class Callback:
+    """Hooks into :func:`train_loop`; override what you need. ``on_eval`` returning True stops the run.
+
+    ``on_step`` runs after every optimizer step (keep it cheap: no ``.item()`` on a GPU),
+    ``on_epoch_end`` after every pass over the data, ``on_eval`` after each evaluation has been
+    logged and checkpointed (a test may kill the process there, as a power cut would).
+    """
+
+    def on_step(self, state: LoopState) -> None: ...
+
+    def on_epoch_end(self, state: LoopState) -> None: ...
+
+    def on_eval(self, state: LoopState, row: dict[str, float]) -> bool | None: ...
+
+
+def _agree(value: bool, device: torch.device) -> bool:
+    """Under DDP: True on every process when it is True on any (e.g. "the time budget is used")."""
+    if not _distributed():
+        return value
+    flag = torch.tensor([float(value)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _format_row(row: Mapping[str, float], budget: Budget) -> str:
+    parts = [f"step {int(row['step'])}" + (f"/{budget.steps}" if budget.steps else "")]
+    parts += [f"epoch {int(row['epoch'])}" + (f"/{budget.epochs:g}" if budget.epochs else "")]
     parts += [f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("_loss", "_acc"))]
     return "  ".join([*parts, f"lr {row['lr']:.3g}", f"{row['seconds']:.1f}s"])
 
 
-def _set_epoch(loader: Iterable[Any] | None, epoch: int) -> None:
-    """A DistributedSampler shuffles with (seed, epoch): tell it the epoch, or every epoch looks alike."""
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)  # type: ignore[union-attr]
+class _Log:
+    """What process 0 writes at each evaluation: a printed line and a row of metrics.csv."""
 
-
-class _RunLog:
-    """What process 0 writes after each epoch: a printed line, metrics.csv and TensorBoard scalars."""
-
-    def __init__(self, run_dir: Path | None, tensorboard: bool, verbose: bool, num_epochs: int) -> None:
-        if tensorboard and run_dir is None:
-            raise ValueError("tensorboard=True needs a run_dir to write to")
-        self.verbose, self.num_epochs = verbose and is_main_process(), num_epochs
-        self.csv, self.writer = None, None
-        if run_dir is not None and is_main_process():
-            self.csv = CSVLogger(run_dir / "metrics.csv", append=False)
-            if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter  # imported only when used: it is slow
-
-                self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    def __init__(
+        self, run: RunFolder | None, verbose: bool, rows: list[dict[str, float]], budget: Budget
+    ) -> None:
+        self.verbose, self.budget = verbose and is_main_process(), budget
+        self.csv: CSVLogger | None = None
+        if run is not None and run.writes_metrics and is_main_process():
+            self.csv = run.metrics_logger(rows)  # rewritten from the restored rows: none appears twice
 
     def print(self, message: str) -> None:
         if self.verbose:
             print(message, flush=True)
 
-    def restore(self, rows: list[dict[str, float]]) -> None:
-        """Rewrite metrics.csv from a checkpoint's history, so that no epoch is in it twice."""
-        for row in rows:
-            if self.csv is not None:
-                self.csv.log(row)
-
-    def log(self, row: dict[str, float]) -> None:
-        self.print(_format_row(row, self.num_epochs))
+    def row(self, row: dict[str, float]) -> None:
+        self.print(_format_row(row, self.budget))
         if self.csv is not None:
             self.csv.log(row)
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    self.writer.add_scalar(key, value, int(row["epoch"]))
-            self.writer.flush()
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+
+def _epochs_of(data: Iterable[Any] | Callable[[int], Iterable[Any]]) -> Callable[[int], Iterable[Any]]:
+    """``epoch -> the batches of that epoch``: ``data(epoch)`` for a function, else ``data`` again."""
+    if callable(data) and not hasattr(data, "__iter__"):
+        return data  # type: ignore[return-value]
+    return lambda epoch: data  # type: ignore[return-value]
+
+
+def _length(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _save(
+    run: RunFolder | None,
+    state: LoopState,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    scaler: torch.amp.GradScaler | None,
+    config: Any,
+) -> None:
+    if run is None or not run.keeps_checkpoint or not is_main_process():
+        return
+    save_checkpoint(
+        run.checkpoint,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        epoch=state.epoch,
+        loop=state.plain(),
+        best_weights=state.best_weights,
+        config=config_to_dict(config) if hasattr(config, "__dataclass_fields__") else config,
+    )
+
+
+def train_loop(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Iterable[Any] | Callable[[int], Iterable[Any]],
+    *,
+    loss_fn: LossFn,
+    device: torch.device | str,
+    budget: Budget,
+    evaluation: Evaluation | None = None,
+    schedule: LRScheduler | Callable[[int, float], float] | None = None,
+    selection: Selection | None = None,
+    amp: bool | None = None,
+    clip_grad_norm: float | None = None,
+    run: RunFolder | None = None,
+    resume: bool = False,
+    config: Any = None,
+    callbacks: Sequence[Callback] = (),
+    net: nn.Module | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+) -> LoopState:
+    """Train ``model`` on ``data`` until ``budget`` is used; returns the final :class:`LoopState`.
+
+    - ``data``: (x, y) batches, iterated once per epoch (a DataLoader, :class:`TensorBatches`, a list),
+      or a function ``epoch -> batches`` (e.g. re-augmented data each epoch), or an endless iterator
+      (e.g. random windows of a text: then only steps and seconds end the run).
+    - ``schedule``: a torch LRScheduler stepped after every optimizer step, or ``f(step, used) -> factor``
+      applied to each param group's initial lr (``used``: the fraction of the budget, 0..1).
+    - ``evaluation``, ``selection``: see :class:`Evaluation`, :class:`Selection`. Each evaluation adds a
+      row to the history (and to ``run``'s metrics.csv) and, with ``run``, saves ``run.checkpoint``;
+      ``resume=True`` restores it (weights, optimizer, schedule, RNG states, best weights, history) and
+      continues as if never stopped. At the end, with ``keep_best``, the best weights are loaded and
+      the checkpoint saved once more with them.
+    - ``amp``: None = bf16 autocast where it pays (:func:`dlkit.device.resolve_amp_dtype`), True =
+      force it, False = off; a GradScaler is used only with float16.
+    - ``net``: the module to call when it differs from ``model`` (``torch.compile(model)``); ``model``
+      is the one saved. Under torchrun the loop wraps it in DistributedDataParallel.
+    - ``progress``: a progress bar per epoch (None: when ``verbose``, on process 0, where
+      ``dlkit.progress`` shows bars); ``verbose``: a printed line per evaluation.
+    """
+    device = torch.device(device)
+    model.to(device)
+    amp_dtype = resolve_amp_dtype(amp, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    scheduler = schedule if isinstance(schedule, LRScheduler | ReduceLROnPlateau) else None
+    lr_factor = schedule if scheduler is None else None
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    selection = selection or Selection()
+    if resume and (run is None or not run.keeps_checkpoint):
+        raise ValueError("resume=True needs a run folder with a checkpoint to resume from")
+
+    state = LoopState()
+    if resume and run is not None and run.checkpoint.exists():
+        saved = load_checkpoint(
+            run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+            map_location=device,
+        )  # fmt: skip
+        state = LoopState(**saved["loop"], best_weights=saved.get("best_weights"))
+    log = _Log(run, verbose, state.rows, budget)
+    if state.step:
+        log.print(
+            f"resumed from {run.checkpoint if run else '?'} at step {state.step} ({state.seconds:.1f} s used)"
+        )
+
+    net = net if net is not None else model
+    if _distributed() and not isinstance(net, DistributedDataParallel):
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    epochs = _epochs_of(data)
+    steps_per_epoch = None if epochs is data else _length(data)
+    per_epoch = evaluation is not None and not (evaluation.every_steps or evaluation.every_seconds)
+    clock_every = 10 if device.type == "cuda" else 1  # a sync per step would starve the GPU
+    show = is_main_process() and (verbose if progress is None else progress)
+
+    def used() -> float:
+        return budget.used(state, steps_per_epoch)
+
+    def clock() -> None:
+        _sync(device)
+        state.seconds = seconds0 + time.perf_counter() - t0
+
+    done = state.stopped_early or used() >= 1.0
+    meter, iterator, last_lr = EpochMeter(device), None, optimizer.param_groups[0]["lr"]
+    last_step, last_seconds = state.step, state.seconds
+    _sync(device)
+    t0, seconds0 = time.perf_counter(), state.seconds
+    while not done:
+        if iterator is None:  # a new pass over the data
+            batches = epochs(state.epoch)
+            sampler = getattr(batches, "sampler", None)
+            if hasattr(sampler, "set_epoch"):  # a DistributedSampler shuffles with (seed, epoch)
+                sampler.set_epoch(state.epoch)  # type: ignore[union-attr]
+            iterator = iter(progress_bar(batches, desc=f"epoch {state.epoch + 1}", disable=not show))
+            in_epoch = 0
+        net.train()
+        due = epoch_end = False
+        for batch in iterator:
+            in_epoch += 1
+            if lr_factor is not None:
+                factor = lr_factor(state.step, used())
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
+            loss, y_hat, y = train_step(
+                net, _to(batch, device), loss_fn, optimizer,
+                amp_dtype=amp_dtype, scaler=scaler, clip_grad_norm=clip_grad_norm,
+            )  # fmt: skip
+            last_lr = optimizer.param_groups[0]["lr"]  # the lr this step used: the row reports it
+            if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
+                scheduler.step()
+            _update(meter, loss, y_hat, y)
+            state.step += 1
+            state.examples += _batch_size(y) * get_world_size()
+            if budget.seconds and state.step % clock_every == 0:
+                clock()
+            for callback in callbacks:
+                callback.on_step(state)
+            due = evaluation is not None and bool(
+                (evaluation.every_steps and state.step - last_step >= evaluation.every_steps)
+                or (evaluation.every_seconds and state.seconds - last_seconds >= evaluation.every_seconds)
+            )
+            over = used() >= 1.0
+            if budget.seconds:  # processes read their own clocks: they must stop together
+                due, over = _agree(due, device), _agree(over, device)
+            if due or over:
+                epoch_end = in_epoch == steps_per_epoch  # stopped on the last batch: the pass is complete
+                break
+        else:
+            epoch_end = True
+        if epoch_end:
+            state.epoch, iterator = state.epoch + 1, None
+            for callback in callbacks:
+                callback.on_epoch_end(state)
+        clock()  # the clock stops here
+        done = _agree(used() >= 1.0, device) if budget.seconds else used() >= 1.0
+        if evaluation is None or not (done or due or (per_epoch and epoch_end)):
+            continue
+        row = _evaluation_row(state, meter, evaluation, net, last_lr, device)
+        meter, last_step, last_seconds = EpochMeter(device), state.step, state.seconds
+        stop = _select(state, row, selection, model)
+        if isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step(_monitored(row, selection.monitor))
+        log.row(row)
+        _save(run, state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, config=config)
+        if _distributed():
+            dist.barrier()  # the others wait until process 0 has saved
+        for callback in callbacks:
+            stop = bool(callback.on_eval(state, row)) or stop
+        if stop and not done:
+            state.stopped_early = done = True
+            if selection.patience is not None and state.bad_evals >= max(selection.patience, 1):
+                log.print(
+                    f"early stopping: {selection.monitor} has not improved since step {state.best_step}"
+                )
+            _save(
+                run,
+                state,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                config=config,
+            )
+        _sync(device)
+        t0, seconds0 = time.perf_counter(), state.seconds  # and starts again
+    if selection.keep_best and state.best_weights is not None and state.best_step != state.step:
+        unwrap_model(model).load_state_dict(state.best_weights)
+        log.print(
+            f"keeping the weights of step {state.best_step} ({selection.monitor} {state.best_value:.4f})"
+        )
+        _save(run, state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, config=config)
+    return state
+
+
+def _monitored(row: Mapping[str, float], monitor: str) -> float:
+    if monitor not in row:
+        raise KeyError(f"monitor={monitor!r} is not measured; this run measures {sorted(row)}")
+    return row[monitor]
+
+
+@torch.no_grad()
+def _evaluation_row(
+    state: LoopState,
+    meter: EpochMeter,
+    evaluation: Evaluation,
+    net: nn.Module,
+    lr: float,
+    device: torch.device,
+) -> dict[str, float]:
+    """One row: where the run is, the training means since the last row, and the evaluation's metrics."""
+    _all_reduce_sum(meter.sums)
+    train = meter.compute() if meter.sums[2] > 0 else {}
+    row: dict[str, float] = {
+        "step": state.step, "epoch": state.epoch, "seconds": round(state.seconds, 3),
+        "lr": lr,
+    }  # fmt: skip
+    row.update({f"train_{k}": v for k, v in train.items()})
+    module = net.module if isinstance(net, DistributedDataParallel) else net
+    module.eval()
+    row.update({k: float(v) for k, v in evaluation.fn(module).items()})
+    module.train()
+    state.rows.append(row)
+    return row
+
+
+def _select(state: LoopState, row: Mapping[str, float], selection: Selection, model: nn.Module) -> bool:
+    """Track the best evaluation (copying its weights with keep_best); True when patience ran out."""
+    if selection.monitor not in row:
+        if selection.keep_best or selection.patience is not None:
+            _monitored(row, selection.monitor)  # a KeyError that names what is measured
+        return False
+    value = row[selection.monitor]
+    if selection.better(value, state.best_value):
+        state.best_value, state.best_step, state.bad_evals = value, state.step, 0
+        if selection.keep_best:
+            state.best_weights = {k: v.detach().clone() for k, v in unwrap_model(model).state_dict().items()}
+    else:
+        state.bad_evals += 1
+    return selection.patience is not None and state.bad_evals >= max(selection.patience, 1)
+
+
+# --- fit: the epoch-shaped loop -----------------------------------------------------------------------
+
+
+class _EpochCallbacks(Callback):
+    """fit's per-epoch hooks: an epoch scheduler's step, and ``cb(epoch, row)`` callbacks."""
+
+    def __init__(self, scheduler: LRScheduler | None, callbacks: Sequence[EpochCallback]) -> None:
+        self.scheduler, self.callbacks = scheduler, callbacks
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+
+    def on_eval(self, state: LoopState, row: dict[str, float]) -> bool:
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback(state.epoch, row)) or stop
+        return stop
 
 
 def fit(
@@ -416,135 +793,60 @@ def fit(
     loss_fn: LossFn,
     num_epochs: int,
     device: torch.device | str,
-    scheduler: LRScheduler | None = None,
+    scheduler: LRScheduler | ReduceLROnPlateau | None = None,
     scheduler_interval: Literal["epoch", "batch"] = "epoch",
     amp: bool | None = None,
     clip_grad_norm: float | None = None,
     early_stopping_patience: int | None = None,
+    keep_best: bool = False,
     monitor: str = "val_loss",
-    monitor_mode: Literal["min", "max"] | None = None,
     run_dir: str | Path | None = None,
-    tensorboard: bool = False,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     config: Any = None,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[EpochCallback] = (),
     progress: bool | None = None,
     verbose: bool = True,
 ) -> History:
-    """Train ``model`` for ``num_epochs`` epochs, evaluating on ``val_loader`` after each; return History.
+    """Train for ``num_epochs`` epochs, evaluating on ``val_loader`` after each; return the History.
 
-    - ``scheduler`` steps after every batch (``scheduler_interval="batch"``) or every epoch; a
-      ReduceLROnPlateau steps each epoch with the ``monitor`` metric.
-    - ``amp``: None = bf16 autocast where ``dlkit.device.autocast_dtype`` says it pays, True = force
-      it (bf16 even on CPU), False = off. A GradScaler is used only with float16.
-    - ``early_stopping_patience``: stop after that many epochs without improvement of ``monitor``
-      (``monitor_mode`` defaults to "max" for accuracies, "min" otherwise).
-    - ``run_dir`` gets metrics.csv (one row per epoch, rewritten from the start or from the restored
-      history) and, with ``tensorboard=True``, TensorBoard logs in run_dir/tensorboard.
-    - ``checkpoint_path`` is saved at the end of every epoch (before the callbacks run); with
-      ``resume=True`` an existing one is restored (weights, optimizer, scheduler, RNG states, history,
-      early stopping) and training continues with the next epoch, as if it had never stopped.
-    - ``config``: a dict or dataclass saved in the checkpoint (as plain types).
-    - ``callbacks``: ``cb(epoch, row)`` after each epoch, in every process; returning True stops.
-    - ``progress``: progress bars (None = on, on process 0, when ``dlkit.progress`` shows them).
-
-    Epochs are counted from 1 in rows, callbacks and checkpoints. The model is moved to ``device``.
+    The epoch-shaped :func:`train_loop`: one row per epoch (epoch, step, seconds, lr, train_loss,
+    train_acc, val_loss, val_acc). ``scheduler`` steps after every epoch, or every batch with
+    ``scheduler_interval="batch"``; a ReduceLROnPlateau steps each epoch with ``monitor``.
+    ``early_stopping_patience``/``keep_best`` select on ``monitor`` (a val_ metric needs a val_loader).
+    ``run_dir`` gets metrics.csv; ``checkpoint_path`` a checkpoint after every epoch (``resume=True``
+    continues it); ``callbacks``: ``cb(epoch, row)`` after each epoch (after the checkpoint), returning
+    True stops.
     """
     if scheduler_interval not in ("epoch", "batch"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', not {scheduler_interval!r}")
     if scheduler_interval == "batch" and isinstance(scheduler, ReduceLROnPlateau):
         raise ValueError("ReduceLROnPlateau needs a metric, so it steps once per epoch")
-    ckpt_path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt_path is None:
-        raise ValueError("resume=True needs a checkpoint_path")
-    device = torch.device(device)
-    model.to(device)
-    amp_dtype = resolve_amp_dtype(amp, device)
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    mode = monitor_mode or ("max" if monitor.endswith("acc") else "min")
-    stopper = EarlyStopping(early_stopping_patience, mode) if early_stopping_patience is not None else None
-    uses_monitor = stopper is not None or isinstance(scheduler, ReduceLROnPlateau)
-    if uses_monitor and val_loader is None and monitor.startswith("val_"):
+    selects = early_stopping_patience is not None or keep_best or isinstance(scheduler, ReduceLROnPlateau)
+    if selects and val_loader is None and monitor.startswith("val_"):
         raise ValueError(f"monitor={monitor!r} needs a val_loader (or monitor a train_ metric)")
-    config_dict = config_to_dict(config) if dataclasses.is_dataclass(config) else config
-    log = _RunLog(Path(run_dir) if run_dir is not None else None, tensorboard, verbose, num_epochs)
+    device = torch.device(device)
+    amp_dtype = resolve_amp_dtype(amp, device)
 
-    history, start = History(), 0
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(
-            ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
-        )
-        start, history.rows = state["epoch"], list(state["history"])
-        if stopper is not None and state.get("early_stopping"):
-            stopper.load_state_dict(state["early_stopping"])
-        log.print(f"resumed from {ckpt_path} after epoch {start}")
-    log.restore(history.rows)
-    if stopper is not None and stopper.stopped:  # it had stopped early before it was saved
-        log.close()
-        return history
+    def validate(net: nn.Module) -> dict[str, float]:
+        if val_loader is None:
+            return {}
+        return {
+            f"val_{k}": v for k, v in evaluate(net, loss_fn, val_loader, device, amp_dtype=amp_dtype).items()
+        }
 
-    train_model = model
-    if _distributed() and not isinstance(model, DistributedDataParallel):
-        train_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    show_progress = progress is not False and is_main_process()
-
-    for index in range(start, num_epochs):
-        epoch = index + 1
-        _set_epoch(train_loader, index)
-        _set_epoch(val_loader, index)
-        t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]  # the lr this epoch starts with
-        train = train_one_epoch(
-            train_model,
-            loss_fn,
-            optimizer,
-            train_loader,
-            device,
-            epoch,
-            scheduler=scheduler if scheduler_interval == "batch" else None,
-            amp_dtype=amp_dtype,
-            scaler=scaler,
-            clip_grad_norm=clip_grad_norm,
-            progress=show_progress,
-        )
-        row: dict[str, float] = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
-        if val_loader is not None:
-            val = evaluate(model, loss_fn, val_loader, device, amp_dtype=amp_dtype)
-            row.update({f"val_{k}": v for k, v in val.items()})
-        row.update(lr=lr, seconds=time.perf_counter() - t0)
-        history.rows.append(row)
-
-        if isinstance(scheduler, ReduceLROnPlateau):
-            scheduler.step(_monitored(row, monitor))
-        elif scheduler is not None and scheduler_interval == "epoch":
-            scheduler.step()
-        stop = stopper.step(_monitored(row, monitor), epoch) if stopper is not None else False
-
-        log.log(row)
-        if ckpt_path is not None and is_main_process():
-            save_checkpoint(
-                ckpt_path,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                epoch=epoch,
-                history=history.rows,
-                early_stopping=stopper.state_dict() if stopper is not None else None,
-                config=config_dict,
-            )
-        if _distributed():
-            dist.barrier()  # the others wait until process 0 has saved
-
-        for callback in callbacks:
-            stop = bool(callback(epoch, row)) or stop
-        if stop:
-            if stopper is not None and stopper.stopped:
-                log.print(f"early stopping: {monitor} has not improved since epoch {stopper.best_epoch}")
-            break
-
-    log.close()
-    return history
+    per_batch = scheduler_interval == "batch" or isinstance(scheduler, ReduceLROnPlateau)
+    run = None
+    if run_dir is not None or checkpoint_path is not None:
+        folder = Path(run_dir) if run_dir is not None else Path(checkpoint_path).parent  # type: ignore[arg-type]
+        checkpoint = Path(checkpoint_path).resolve() if checkpoint_path is not None else None
+        run = RunFolder(folder, checkpoint=checkpoint, metrics=run_dir is not None)
+    state = train_loop(
+        model, optimizer, train_loader, loss_fn=loss_fn, device=device, budget=Budget(epochs=num_epochs),
+        evaluation=Evaluation(validate), schedule=scheduler if per_batch else None,
+        selection=Selection(monitor, keep_best=keep_best, patience=early_stopping_patience),
+        amp=amp, clip_grad_norm=clip_grad_norm, run=run, resume=resume, config=config,
+        callbacks=[_EpochCallbacks(None if per_batch else scheduler, callbacks)], progress=progress,
+        verbose=verbose,
+    )  # fmt: skip
+    return state.history

@@ -17,7 +17,20 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dlkit.checkpoint import load_checkpoint, save_checkpoint
 from dlkit.metrics import CSVLogger, accuracy
-from dlkit.train import EarlyStopping, History, evaluate, fit, make_loader, resolve_amp_dtype, train_one_epoch
+from dlkit.runs import RunFolder
+from dlkit.train import (
+    Budget,
+    Callback,
+    Evaluation,
+    History,
+    Selection,
+    evaluate,
+    fit,
+    make_loader,
+    resolve_amp_dtype,
+    train_loop,
+    train_one_epoch,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +69,16 @@ def _csv_rows(path):
 def test_fit_learns_an_easy_problem(tmp_path):
     history, model, _ = _fit(num_epochs=8, run_dir=tmp_path, amp=False)
     assert [r["epoch"] for r in history.rows] == list(range(1, 9))
-    assert set(history.last) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    assert set(history.last) == {
+        "step",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "seconds",
+    }
     assert history.last["train_loss"] < 0.5 * history.rows[0]["train_loss"]
     assert history.best("val_acc", mode="max")["val_acc"] >= 0.9
     assert history.column("val_loss") == [r["val_loss"] for r in history.rows]
@@ -105,12 +127,11 @@ def test_early_stopping_stops_and_a_resume_does_not_restart(tmp_path):
     assert resumed.rows == history.rows
 
 
-def test_early_stopping_modes():
-    stopper = EarlyStopping(patience=2, mode="max")
-    assert [stopper.step(v, i) for i, v in enumerate([0.5, 0.6, 0.6, 0.7, 0.6, 0.65], 1)] == [
-        False, False, False, False, False, True,
-    ]  # fmt: skip
-    assert stopper.best == 0.7 and stopper.best_epoch == 4
+def test_selection_modes():
+    accuracy_kind = Selection("val_acc")
+    assert accuracy_kind.better(0.7, 0.6) and not accuracy_kind.better(0.6, 0.7)  # "acc": higher wins
+    assert Selection("val_loss").better(0.5, 0.6) and Selection("val_loss").better(9.0, None)
+    assert Selection("score", mode="max").better(2.0, 1.0)
 
 
 def test_scheduler_per_epoch_per_batch_and_on_plateau():
@@ -128,7 +149,8 @@ def test_scheduler_per_epoch_per_batch_and_on_plateau():
         3, model=model, optimizer=optimizer, scheduler=exponential, scheduler_interval="batch"
     )
     num_batches = 384 // 32
-    assert history.column("lr") == pytest.approx([0.1 * 0.9 ** (num_batches * e) for e in range(3)])
+    # each row reports the lr of the epoch's last step
+    assert history.column("lr") == pytest.approx([0.1 * 0.9 ** (num_batches * e + 11) for e in range(3)])
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.9 ** (num_batches * 3))
 
     dummy = nn.Parameter(torch.zeros(1))
@@ -168,17 +190,6 @@ def test_amp_autocasts_to_bf16_on_cpu(amp, dtype):
     assert resolve_amp_dtype(True, torch.device("cpu")) == torch.bfloat16
 
 
-def test_tensorboard_event_file(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    _fit(2, run_dir=tmp_path, tensorboard=True)
-    (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
-    accumulator = EventAccumulator(str(events))
-    accumulator.Reload()
-    assert {"train_loss", "val_acc", "lr"} <= set(accumulator.Tags()["scalars"])
-    assert [e.step for e in accumulator.Scalars("val_loss")] == [1, 2]
-
-
 def test_regression_reports_loss_only():
     torch.manual_seed(0)
     X = torch.randn(64, 3)
@@ -195,7 +206,7 @@ def test_regression_reports_loss_only():
         amp=False,
         verbose=False,
     )
-    assert set(history.last) == {"epoch", "train_loss", "val_loss", "lr", "seconds"}
+    assert set(history.last) == {"step", "epoch", "train_loss", "val_loss", "lr", "seconds"}
     assert history.last["val_loss"] < 0.1 * history.rows[0]["train_loss"]
 
 
@@ -260,3 +271,156 @@ def test_tensor_batches_cover_every_example_once_in_a_new_order():
     assert torch.equal(first[0], -X[:4]) and torch.equal(first[1], y[:4])  # unshuffled, augmented
     with pytest.raises(ValueError, match="10 examples"):
         TensorBatches(X, y[:5], 4)
+
+
+# --- train_loop: budgets, evaluation schedules, keep-best, endless data --------------------------------
+
+
+def _loop(data, budget, evaluation=None, **kwargs):
+    torch.manual_seed(0)
+    model = kwargs.pop("model", None) or mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=kwargs.pop("lr", 0.1))
+    state = train_loop(
+        model, optimizer, data, loss_fn=nn.CrossEntropyLoss(), device="cpu", budget=budget,
+        evaluation=evaluation, amp=False, verbose=False, **kwargs,
+    )  # fmt: skip
+    return state, model, optimizer
+
+
+def _val_loss(val):
+    return lambda model: {
+        "val_loss": evaluate(model, nn.CrossEntropyLoss(), [val.tensors], torch.device("cpu"))["loss"]
+    }
+
+
+def test_a_step_budget_and_evaluations_every_n_steps():
+    train, val = easy_classification()
+    loader = make_loader(train, 32, shuffle=True)  # 12 batches per epoch
+    state, _, _ = _loop(loader, Budget(steps=30), Evaluation(_val_loss(val), every_steps=8))
+    assert state.step == 30 and state.epoch == 2  # two whole passes, then 6 steps of the third
+    assert [r["step"] for r in state.rows] == [8, 16, 24, 30]  # and one at the end of the budget
+    assert [r["epoch"] for r in state.rows] == [0, 1, 2, 2]
+
+
+def test_fractional_epochs_are_counted_in_steps():
+    train, val = easy_classification()
+    state, _, _ = _loop(make_loader(train, 32, shuffle=True), Budget(epochs=1.5), Evaluation(_val_loss(val)))
+    assert state.step == 18 and [r["step"] for r in state.rows] == [12, 18]  # an epoch, then the half
+
+
+def test_endless_data_needs_a_step_or_time_budget_and_the_schedule_follows_it():
+    train, val = easy_classification()
+    x, y = train.tensors
+
+    def windows():  # random batches forever, as a language model draws them
+        while True:
+            idx = torch.randint(len(y), (32,))
+            yield x[idx], y[idx]
+
+    lrs = []
+
+    class Watch(Callback):
+        def on_step(self, state):
+            lrs.append(optimizer_lr[0].param_groups[0]["lr"])
+
+    optimizer_lr = []
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer_lr.append(opt)
+    state = train_loop(
+        model, opt, windows(), loss_fn=nn.CrossEntropyLoss(), device="cpu", budget=Budget(steps=20),
+        evaluation=Evaluation(_val_loss(val), every_steps=10), schedule=lambda step, used: 1.0 - used,
+        callbacks=[Watch()], verbose=False,
+    )  # fmt: skip
+    assert state.step == 20 and state.epoch == 0 and [r["step"] for r in state.rows] == [10, 20]
+    assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1 * (1 - 19 / 20))  # cosine-free decay
+    with pytest.raises(ValueError, match="Budget needs"):
+        Budget()
+
+
+def test_a_time_budget_stops_the_run_and_evaluation_is_off_the_clock():
+    train, val = easy_classification()
+    slow_evals = []
+
+    def slow_val(model):
+        import time
+
+        time.sleep(0.3)  # an evaluation that takes longer than the whole budget
+        slow_evals.append(1)
+        return _val_loss(val)(model)
+
+    state, _, _ = _loop(
+        make_loader(train, 32, shuffle=True), Budget(seconds=0.5), Evaluation(slow_val, every_seconds=0.1)
+    )
+    assert 0.5 <= state.seconds < 1.0  # training time only: the evaluations took 0.3 s each
+    assert len(slow_evals) >= 3 and state.rows[-1]["seconds"] == pytest.approx(state.seconds, abs=1e-3)
+
+
+class _Sabotage(Callback):
+    """After the second evaluation, scale every weight by a large random factor: later ones are worse."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def on_eval(self, state, row):
+        if len(state.rows) == 2:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.mul_(torch.randn_like(p) * 30)
+
+
+def test_keep_best_ends_on_the_weights_of_the_best_evaluation(tmp_path):
+    train, val = easy_classification()
+    model = mlp()
+    run = RunFolder(tmp_path)
+    state, model, _ = _loop(
+        make_loader(train, 32, shuffle=True), Budget(epochs=4), Evaluation(_val_loss(val)), model=model,
+        selection=Selection("val_loss", keep_best=True), callbacks=[_Sabotage(model)], run=run, lr=0.01,
+    )  # fmt: skip
+    losses = [r["val_loss"] for r in state.rows]
+    assert len(losses) == 4 and min(losses[2:]) > losses[1]  # by design, the best is the second
+    assert state.best_step == state.rows[1]["step"]
+    assert _val_loss(val)(model)["val_loss"] == pytest.approx(losses[1], rel=1e-6)  # its weights
+    saved = mlp()
+    load_checkpoint(run.checkpoint, model=saved, restore_rng=False)  # and the checkpoint holds them
+    assert _val_loss(val)(saved)["val_loss"] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_a_resumed_endless_run_equals_an_uninterrupted_one(tmp_path):
+    train, val = easy_classification()
+    x, y = train.tensors
+
+    def windows():
+        while True:
+            idx = torch.randint(len(y), (16,))
+            yield x[idx], y[idx]
+
+    class StopAt(Callback):
+        def on_eval(self, state, row):
+            return state.step == 10  # as if killed after the checkpoint of step 10
+
+    def run(folder, steps, resume=False, callbacks=()):
+        torch.manual_seed(0)
+        model = mlp(dropout=0.2)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        state = train_loop(
+            model, opt, windows(), loss_fn=nn.CrossEntropyLoss(), device="cpu", budget=Budget(steps=steps),
+            evaluation=Evaluation(_val_loss(val), every_steps=5), schedule=lambda s, used: 1 - 0.5 * used,
+            run=RunFolder(folder), resume=resume, callbacks=callbacks, verbose=False,
+        )  # fmt: skip
+        return state, model
+
+    whole, whole_model = run(tmp_path / "whole", 20)
+    first, _ = run(tmp_path / "cut", 20, callbacks=[StopAt()])
+    assert first.step == 10 and first.stopped_early
+    # A new process would start with fresh RNGs: the checkpoint restores them. The run must not stop
+    # again at step 10, so resume without the callback, from a checkpoint saved before it stopped.
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    ckpt["loop"]["stopped_early"] = False
+    torch.save(ckpt, tmp_path / "cut" / "checkpoint.pt")
+    resumed, resumed_model = run(tmp_path / "cut", 20, resume=True)
+    assert [r["step"] for r in resumed.rows] == [5, 10, 15, 20]
+    for a, b in zip(resumed.rows, whole.rows, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+    for a, b in zip(resumed_model.parameters(), whole_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
