@@ -13,23 +13,30 @@ the lifespan) and keeps what it returns on ``app.state.model``; the project adds
 What the app does for every project:
 
 - refuses request bodies over ``max_body_bytes`` with 413: from Content-Length before reading, and
-  while reading a body sent without one (chunked);
+  while reading a body sent without one (chunked); :func:`read_json_request` refuses JSON that is not
+  UTF-8, nested too deep or holding numbers too long to parse with 400/415 and a reason, never 500;
 - answers every error as JSON ``{"error": "Unsupported Media Type", "detail": "why, and what to send"}``;
 - serves ``GET /health`` (status and the model's metadata) and ``GET /`` (an HTML page, when given).
 
 :class:`MicroBatcher` runs concurrent requests through the model as one batch.
 :func:`decode_image` opens untrusted image bytes safely: only common formats, a pixel limit checked
 from the header before decoding (decompression bombs), truncated files refused, EXIF orientation
-applied. It needs only Pillow; FastAPI is imported by the server parts alone, so a command-line
-``predict`` can use it without the serving extras.
+applied; :class:`PixelBudget` bounds the decoded pixels in flight across concurrent requests, and
+:func:`release_memory` gives the memory of large decodes back to the system. It needs only Pillow;
+FastAPI is imported by the server parts alone, so a command-line ``predict`` can use it without the
+serving extras.
 """
 
 import asyncio
 import concurrent.futures
+import contextlib
+import ctypes
+import ctypes.util
 import html
 import io
 import json
 import queue
+import sys
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -49,11 +56,14 @@ __all__ = [
     "BodySizeLimit",
     "ImageRejected",
     "MicroBatcher",
+    "PixelBudget",
     "create_app",
     "decode_image",
     "error_body",
     "html_page",
     "read_image_request",
+    "read_json_request",
+    "release_memory",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 2**20  # 10 MiB: a large phone photo
@@ -161,6 +171,144 @@ async def read_image_request(
         return await run_in_threadpool(decode_image, data, max_pixels=max_pixels)
     except ImageRejected as e:
         raise HTTPException(e.status, e.detail) from e
+
+
+class PixelBudget:
+    """At most ``max_pixels`` decoded pixels in flight at once, across every request of a process.
+
+    Sixteen concurrent uploads of a 36-megapixel PNG each decode to 108 MB of RGB, and Pillow's
+    intermediate buffers double that: a server that decodes them all at once grows by gigabytes. A
+    request takes its image's pixel count (read from the header) from the budget before decoding and
+    gives it back after; a request whose image is larger than the whole budget is refused (413) by
+    :func:`decode_image`'s own limit first.
+    """
+
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+        self._available = max_pixels
+        self._cond = threading.Condition()
+
+    def acquire(self, pixels: int) -> int:
+        """Block until ``pixels`` (capped at the budget) are free; returns what was taken."""
+        take = min(pixels, self.max_pixels)
+        with self._cond:
+            self._cond.wait_for(lambda: self._available >= take)
+            self._available -= take
+        return take
+
+    def release(self, taken: int) -> None:
+        with self._cond:
+            self._available += taken
+            self._cond.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        return self.max_pixels - self._available
+
+
+def _header_pixels(data: bytes) -> int:
+    """The pixel count an image's header declares (0 when it cannot be read: decode_image says why)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+            return width * height
+    except Exception:
+        return 0
+
+
+def decode_within(
+    data: bytes, budget: PixelBudget | None, *, max_pixels: int = DEFAULT_MAX_PIXELS, convert: Any = None
+) -> Any:
+    """:func:`decode_image`, then ``convert(image)`` (e.g. resize to the model's input), holding the
+    image's pixels of ``budget`` while both run; the full-size image is dropped before returning."""
+    taken = budget.acquire(_header_pixels(data)) if budget is not None else 0
+    try:
+        image = decode_image(data, max_pixels=max_pixels)
+        result = convert(image) if convert is not None else image
+        if convert is not None:
+            image.close()
+        del image
+        return result
+    finally:
+        if budget is not None:
+            budget.release(taken)
+        if taken >= 4_000_000:  # a large decode: hand its memory back rather than keep it for later
+            release_memory()
+
+
+_LIBC: Any = None
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: Pillow's block cache, and glibc's malloc arenas (which
+    otherwise keep the high-water mark of large decodes for the life of the process)."""
+    global _LIBC
+    with contextlib.suppress(AttributeError):
+        Image.core.clear_cache()  # type: ignore[attr-defined]
+    if sys.platform.startswith("linux"):
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = getattr(_LIBC, "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
+# --- JSON requests ----------------------------------------------------------------------------------
+
+MAX_JSON_DEPTH = 32
+
+
+def _json_depth_ok(text: str, limit: int) -> bool:
+    """False when brackets nest deeper than ``limit`` (json.loads would recurse past Python's stack)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+async def read_json_request(request: "Request", *, example: str = '{"text": "..."}') -> Any:
+    """The JSON a request carries, or HTTPException 415 (not application/json) / 400 (empty, not UTF-8,
+    not JSON, nested deeper than 32, a number of more than 4,300 digits) with the reason."""
+    from fastapi import HTTPException
+
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(
+            415, f"content type {media or '(none)'} is not accepted: send application/json like {example}"
+        )
+    body = await request.body()
+    if not body.strip():
+        raise HTTPException(400, f"the body is empty: send JSON like {example}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HTTPException(400, f"the body is not UTF-8 (byte {e.start}): JSON must be UTF-8") from e
+    if not _json_depth_ok(text, MAX_JSON_DEPTH):
+        raise HTTPException(
+            400, f"the JSON nests deeper than {MAX_JSON_DEPTH} levels: send JSON like {example}"
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HTTPException(
+            400, f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from e
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4,300 digits
+        raise HTTPException(400, f"the JSON holds a value that cannot be read: {str(e)[:120]}") from e
 
 
 # --- Request body size limit ------------------------------------------------------------------------

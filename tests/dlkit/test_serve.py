@@ -17,7 +17,17 @@ from fastapi import Query, Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from dlkit.serve import ImageRejected, MicroBatcher, create_app, decode_image, html_page, read_image_request
+from dlkit.serve import (
+    ImageRejected,
+    MicroBatcher,
+    PixelBudget,
+    create_app,
+    decode_image,
+    decode_within,
+    html_page,
+    read_image_request,
+    read_json_request,
+)
 
 MAX_BODY = 64 * 1024
 
@@ -41,6 +51,10 @@ class FakeModel:
 def make_app() -> Any:
     page = html_page(title="Echo <test>", form='<input type="file" id="file">', script="// nothing")
     app = create_app(title="echo", load=FakeModel, page_html=page, max_body_bytes=MAX_BODY)
+
+    @app.post("/json")
+    async def echo_json(request: Request) -> dict[str, Any]:
+        return {"got": await read_json_request(request)}
 
     @app.post("/echo")
     async def echo(request: Request, top_k: int = Query(3, ge=1, le=10)) -> dict[str, Any]:
@@ -259,3 +273,55 @@ def test_batched_service_describes_its_predictor_and_batches():
         assert service.describe() == {"name": "doubler"} and sum(calls) == 5
     finally:
         service.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b'{"text": ' + b"1" * 5000 + b"}", 400, "cannot be read"),  # int() refuses > 4,300 digits
+        (b"[" * 50_000, 400, "nests deeper than 32"),  # json.loads would hit RecursionError
+        (b'{"text": "\xff"}', 400, "not UTF-8"),
+        (b"", 400, "empty"),
+        (b"{nope", 400, "not valid JSON"),
+    ],
+)
+def test_hostile_json_is_a_4xx_with_a_reason(
+    client: TestClient, body: bytes, status: int, reason: str
+) -> None:
+    response = client.post("/json", content=body, headers={"content-type": "application/json"})
+    assert_error(response, status, reason)
+    assert client.post("/json", json={"text": "[[[ fine ]]]", "n": [[1]]}).json() == {
+        "got": {"text": "[[[ fine ]]]", "n": [[1]]}
+    }  # and it keeps answering
+
+
+def test_json_needs_its_content_type(client: TestClient) -> None:
+    assert_error(
+        client.post("/json", content=b"{}", headers={"content-type": "text/plain"}), 415, "application/json"
+    )
+
+
+def test_pixel_budget_bounds_the_decoded_pixels_in_flight() -> None:
+    import threading
+
+    budget = PixelBudget(max_pixels=250)
+    peak, lock = [0], threading.Lock()
+    image = encode(Image.new("RGB", (10, 10)))  # 100 pixels
+
+    def convert(decoded: Image.Image) -> tuple[int, int]:
+        with lock:
+            peak[0] = max(peak[0], budget.in_flight)
+        time.sleep(0.02)
+        return decoded.size
+
+    threads = [
+        threading.Thread(target=decode_within, args=(image, budget), kwargs={"convert": convert})
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 200  # two 100-pixel images at a time fit in 250; a third waits
+    assert budget.in_flight == 0
+    assert decode_within(image, None, convert=lambda im: im.size) == (10, 10)
