@@ -31,6 +31,7 @@ from torch import nn
 
 from dlkit.checkpoint import unwrap_model
 from dlkit.data import file_digest
+from dlkit.runs import atomic_write
 
 __all__ = [
     "WEIGHTS_FILE",
@@ -39,6 +40,7 @@ __all__ = [
     "ReleaseError",
     "check_onnx_parity",
     "export_onnx",
+    "export_onnx_checked",
     "export_program",
     "load_program",
     "load_release",
@@ -105,16 +107,6 @@ def _separate_tensors(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torc
     return tensors, aliases
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename onto ``path``: a crash leaves the old file, never half a new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_release(model: nn.Module, metadata: Mapping[str, Any], out_dir: str | Path) -> Path:
     """Write ``out_dir/model.safetensors`` (the state dict) and ``out_dir/model.json``; return ``out_dir``.
 
@@ -135,7 +127,7 @@ def save_release(model: nn.Module, metadata: Mapping[str, Any], out_dir: str | P
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         tmp.chmod(0o644)  # safetensors creates it readable by its owner only
 
-    _write_atomic(weights, write_weights)
+    atomic_write(weights, write_weights)
     info = {
         **json.loads(text),
         "torch_version": torch.__version__,
@@ -143,7 +135,7 @@ def save_release(model: nn.Module, metadata: Mapping[str, Any], out_dir: str | P
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "weights": {"file": WEIGHTS_FILE, "sha256": file_digest(weights), "tied": aliases},
     }
-    _write_atomic(out_dir / METADATA_FILE, lambda tmp: tmp.write_text(_plain_json(info)))
+    atomic_write(out_dir / METADATA_FILE, _plain_json(info))
     return out_dir
 
 
@@ -398,3 +390,44 @@ def check_onnx_parity(
             worst,
         )
     return worst
+
+
+def export_onnx_checked(
+    model: nn.Module,
+    examples: torch.Tensor | Sequence[Sequence[torch.Tensor]],
+    staging: str | Path,
+    *,
+    source: str,
+    input_name: str | Sequence[str] = "input",
+    output_name: str = "output",
+    dynamic_length: bool = False,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> dict[str, Any]:
+    """Write ``staging/model.onnx`` and check it against PyTorch on the real ``examples`` (one tensor,
+    or batches of input tuples); return what model.json records of it (files, inputs, parity).
+
+    ``source`` says where the examples came from ("64 test images of CIFAR-10"). A disagreement beyond
+    the tolerance raises ParityError, so a release is never written with a graph that computes
+    something else.
+    """
+    if isinstance(examples, torch.Tensor):
+        example: torch.Tensor | tuple[torch.Tensor, ...] = examples[:2]
+    else:
+        example = tuple(t[:2] for t in examples[0])
+    path = export_onnx(
+        model, example, Path(staging) / "model.onnx", input_name=input_name, output_name=output_name,
+        dynamic_length=dynamic_length,
+    )  # fmt: skip
+    diff = check_onnx_parity(model, path, examples, atol=atol, rtol=rtol)
+    names = [input_name] if isinstance(input_name, str) else list(input_name)
+    return {
+        "files": {"onnx": path.name},
+        "onnx": {
+            "inputs": names,
+            "output": output_name,
+            "dynamic_batch": True,
+            "dynamic_length": dynamic_length,
+        },
+        "parity": {"examples": source, "atol": atol, "rtol": rtol, "onnx_max_abs_diff": diff},
+    }
