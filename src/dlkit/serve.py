@@ -552,17 +552,50 @@ def create_app(
 # --- The HTML page ----------------------------------------------------------------------------------
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.5rem; } .intro { color: #555; }
-.bar { display: grid; grid-template-columns: 9rem 1fr 4rem; gap: .5rem; align-items: center; }
-.bar-track { background: #eee; border-radius: 3px; height: 1.1rem; }
-.bar-fill { background: #3b7ddd; border-radius: 3px; height: 100%; }
-.bar-value { text-align: right; font-variant-numeric: tabular-nums; }
-.error { color: #b00020; }
-.dropzone { display: block; border: 2px dashed #aaa; border-radius: 6px; padding: 1.5rem; }
-.dropzone.over { border-color: #3b7ddd; background: #f0f5ff; }
-#preview { max-width: 12rem; max-height: 12rem; margin: 1rem 0; image-rendering: pixelated; }
+:root { --accent: #2f6fd6; --ink: #1d2433; --muted: #5b6475; --line: #dde2ea; --bg: #f5f7fb;
+        --bad: #b3261e; --good: #1e7b3a; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink);
+       background: var(--bg); margin: 0; line-height: 1.5; }
+header { background: #fff; border-bottom: 1px solid var(--line); }
+header .inner, main, footer { max-width: 46rem; margin: 0 auto; padding: 0 1.25rem; }
+header .inner { display: flex; align-items: baseline; gap: .75rem; padding-top: 1rem; padding-bottom: 1rem; }
+header h1 { font-size: 1.35rem; margin: 0; }
+header .tag { color: var(--muted); font-size: .9rem; }
+main { padding-top: 1.5rem; padding-bottom: 2rem; }
+.intro { color: var(--muted); margin: 0 0 1rem; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 1.25rem;
+        box-shadow: 0 1px 2px rgba(20, 30, 50, .04); margin-bottom: 1rem; }
+label.field { display: block; font-weight: 600; margin-bottom: .4rem; }
+textarea, input[type=text], input[type=number] { width: 100%; font: inherit; padding: .6rem .7rem;
+        border: 1px solid var(--line); border-radius: 8px; background: #fff; }
+textarea { min-height: 9rem; resize: vertical; }
+button { font: inherit; font-weight: 600; color: #fff; background: var(--accent); border: 0;
+         border-radius: 8px; padding: .55rem 1.1rem; cursor: pointer; margin-top: .75rem; }
+button:disabled { opacity: .6; cursor: progress; }
+#result:empty { display: none; }
+.verdict { font-size: 1.25rem; font-weight: 700; margin: 0 0 .75rem; }
+.bar { display: grid; grid-template-columns: 9rem 1fr 4rem; gap: .6rem; align-items: center;
+       margin: .35rem 0; }
+.bar-track { background: #edf0f5; border-radius: 4px; height: 1.1rem; overflow: hidden; }
+.bar-fill { background: var(--accent); border-radius: 4px; height: 100%; }
+.bar-value { text-align: right; font-variant-numeric: tabular-nums; color: var(--muted); }
+.error { color: var(--bad); background: #fdf0ef; border: 1px solid #f3c7c3; border-radius: 8px;
+         padding: .6rem .8rem; margin: 0; }
+.note { color: var(--muted); font-size: .92rem; }
+.dropzone { display: block; border: 2px dashed #b8c1d1; border-radius: 10px; padding: 1.5rem;
+            text-align: center; color: var(--muted); cursor: pointer; background: #fafbfd; }
+.dropzone.over { border-color: var(--accent); background: #eef4ff; }
+#preview { max-width: 12rem; max-height: 12rem; margin: 1rem auto 0; display: block;
+           image-rendering: pixelated; border-radius: 6px; }
+footer { color: var(--muted); font-size: .85rem; padding-bottom: 2rem; }
 """
+
+# A tiny inline icon, so that browsers do not ask the server for /favicon.ico (a 404 in every log).
+_FAVICON = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+    "%3Crect width='16' height='16' rx='3' fill='%232f6fd6'/%3E%3C/svg%3E"
+)
 
 # showBars(target, [{label, probability}]) draws one bar per class; showError(target, message).
 # textContent, never innerHTML: labels and messages are data, not markup.
@@ -587,21 +620,28 @@ function showError(target, message) {
 """
 
 
-def html_page(*, title: str, form: str, script: str, intro: str = "") -> str:
-    """A minimal page: a title, an intro, the project's ``form`` (HTML), a ``#result`` area, its ``script``.
+def html_page(*, title: str, form: str, script: str, intro: str = "", footer: str = "") -> str:
+    """A small product page: a header with the ``title``, an ``intro``, the project's ``form`` (HTML) in a
+    card, a ``#result`` card (hidden while empty), its ``script``, and a ``footer`` line.
 
     The page's script can call ``showBars(target, predictions)`` to draw a bar per class from a list
-    of ``{label, probability}``, and ``showError(target, message)``.
+    of ``{label, probability}``, and ``showError(target, message)`` to show an error where the result
+    would be.
     """
     return f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="{_FAVICON}">
 <title>{html.escape(title)}</title><style>{_STYLE}</style></head>
 <body>
-<h1>{html.escape(title)}</h1>
+<header><div class="inner"><h1>{html.escape(title)}</h1>
+<span class="tag">Deep Learning with PyTorch</span></div></header>
+<main>
 <p class="intro">{html.escape(intro)}</p>
-<section id="form">{form}</section>
-<section id="result" aria-live="polite"></section>
+<section id="form" class="card">{form}</section>
+<section id="result" class="card" aria-live="polite"></section>
+</main>
+<footer>{html.escape(footer)}</footer>
 <script>{_BARS_SCRIPT}</script>
 <script>{script}</script>
 </body>
