@@ -62,7 +62,7 @@ def get_rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss_next],
         # A NumPy array would need pickle to load; a tensor does not.
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached_gaussian],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached_gaussian],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

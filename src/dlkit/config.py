@@ -258,7 +258,8 @@ def parse_config(
     else:
         namespace = parser.parse_args(argv)
     given = vars(namespace)
-    values = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}  # type: ignore[call-arg]
+    defaults = cls()  # type: ignore[call-arg]
+    values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}  # type: ignore[arg-type]
     if given.get("quick", values.get("quick", False)) and quick:
         unknown = set(quick) - set(values)
         if unknown:

@@ -95,7 +95,7 @@ def _separate_tensors(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torc
             tensors[name] = t.contiguous().cpu()
             continue
         ptr = t.untyped_storage().data_ptr()
-        key = (ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        key = (ptr, int(t.storage_offset()), tuple(t.shape), tuple(t.stride()), t.dtype)
         if key in seen:
             aliases[name] = seen[key]
             continue

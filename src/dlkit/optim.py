@@ -138,9 +138,10 @@ class MuonAdamW(torch.optim.Optimizer):
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - m)
-                updates.append(p.grad.lerp(buf, m) if group["nesterov"] else buf)
+                buf, grad = state["momentum_buffer"], p.grad
+                assert grad is not None  # step() passes only parameters with a gradient
+                buf.lerp_(grad, 1 - m)
+                updates.append(grad.lerp(buf, m) if group["nesterov"] else buf)
             dtype = getattr(torch, group["ns_dtype"]) if group.get("ns_dtype") else None
             orthogonal = newton_schulz(torch.stack(updates), group["ns_steps"], dtype=dtype)
             scale = -lr * math.sqrt(max(1.0, rows / cols))

@@ -71,7 +71,8 @@ def _package_dir(module: str) -> Path | None:
 
 
 def _read_glove_text(path: Path, max_words: int | None) -> tuple[list[str], np.ndarray]:
-    words, rows = [], []
+    words: list[str] = []
+    rows: list[np.ndarray] = []
     with path.open(encoding="utf-8") as f:
         for line in f:
             if max_words is not None and len(words) >= max_words:
@@ -117,7 +118,7 @@ class TextEncoder:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(self.model.config.hidden_size)  # type: ignore[union-attr, arg-type]
 
 
 def minilm_location(download: bool = True) -> tuple[str, str]:

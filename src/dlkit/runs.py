@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,7 @@ class RunFolder:
     def read_config(self) -> dict[str, Any]:
         return read_json(self.config_path)
 
-    def metrics_logger(self, rows: list[Mapping[str, Any]] = ()) -> CSVLogger:  # type: ignore[assignment]
+    def metrics_logger(self, rows: Sequence[Mapping[str, Any]] = ()) -> CSVLogger:
         """A fresh metrics.csv holding ``rows`` (e.g. those a resumed run restored), ready for more."""
         logger = CSVLogger(self.metrics_path, append=False)
         for row in rows:

@@ -148,7 +148,7 @@ def make_loader(
     if pin_memory is None:
         pin_memory = torch.cuda.is_available() and not _on_accelerator(dataset)
     world_size = get_world_size()
-    sampler = None
+    sampler: DistributedSampler[Any] | None = None
     if world_size > 1:
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be divisible by the {world_size} processes")
@@ -643,7 +643,7 @@ def train_loop(
         for batch in iterator:
             in_epoch += 1
             if lr_factor is not None:
-                factor = lr_factor(state.step, used())
+                factor = lr_factor(state.step, used())  # type: ignore[operator]
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor
             loss, y_hat, y = train_step(
