@@ -486,3 +486,44 @@ def test_the_fifteen_anomaly_sets():
     require_dataset("odds_cardio")
     cardio = load_dataset("odds_cardio", "all")
     assert cardio.x.shape == (1831, 21) and int(cardio.y.sum()) == 176
+
+
+def _ml1m_zip() -> bytes:
+    """A tiny zip in ml-1m's layout: ``::``-separated .dat files, a Latin-1 title."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "1::10::5::978300760\n1::20::3::978302109\n7::10::4::978301968\n")
+        zf.writestr(
+            "ml-1m/movies.dat",
+            "10::Toy Story (1995)::Animation\n20::Amélie (2001)::Comedy\n".encode("latin-1"),
+        )
+    return buffer.getvalue()
+
+
+def test_movielens_1m_downloads_verified_from_the_official_url_and_parses_its_format(
+    server, roots, monkeypatch
+):
+    body = _ml1m_zip()
+    server.routes["/ml-1m.zip"] = (body, None)
+    info = REGISTRY["movielens_1m"]
+    monkeypatch.setitem(
+        REGISTRY, "movielens_1m", replace(info, urls={"ml-1m.zip": f"{server.url}/ml-1m.zip"})
+    )
+    monkeypatch.setattr(
+        data,
+        "_CHECKSUM_LINES",
+        [line for line in data._CHECKSUM_LINES if line[1] != "movielens_1m/ml-1m.zip"],
+    )
+    add_checksums(monkeypatch, (hashlib.sha256(body).hexdigest(), "movielens_1m/ml-1m.zip"))
+    ratings = load_dataset("movielens_1m")
+    assert server.requests == ["/ml-1m.zip"] and (roots.cache / "movielens" / "ml-1m.zip").exists()
+    assert ratings.user.tolist() == [0, 0, 1] and ratings.item.tolist() == [0, 1, 0]
+    assert ratings.rating.tolist() == [5.0, 3.0, 4.0] and ratings.titles == [
+        "Toy Story (1995)",
+        "Amélie (2001)",
+    ]
+    assert ratings.movie_ids.tolist() == [10, 20] and ratings.timestamp[0] == 978300760
+    assert "MovieLens 1M (3 ratings)" in ratings.source
+    again = load_dataset("movielens_1m")  # from the decoded cache this time
+    assert torch.equal(again.item, ratings.item) and server.requests == ["/ml-1m.zip"]
+    assert known_digests("movielens_25m", "ml-25m.zip")  # the real ones are registered too
