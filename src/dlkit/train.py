@@ -19,6 +19,9 @@ all processes, and lets only process 0 print, write files and save checkpoints.
 
 from __future__ import annotations
 
+import atexit
+import gc
+import importlib
 import math
 import os
 import time
@@ -75,23 +78,37 @@ def setup_distributed(device: str | torch.device | None = None) -> torch.device:
 
     torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them this joins nothing and returns
     ``get_device(device)``. Under torchrun each process uses GPU number LOCAL_RANK (backend NCCL) or,
-    without a GPU or with ``device="cpu"``, the CPU (backend Gloo).
+    without a GPU or with ``device="cpu"``, the CPU (backend Gloo). The process group is left again
+    by :func:`cleanup_distributed`, which also runs at exit if the script does not call it.
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return get_device(None if device is None else str(device))
-    if torch.device(device or "cuda").type == "cuda" and torch.cuda.is_available():
+    wants_gpu = str(device or "auto") in ("auto", "gpu") or torch.device(str(device)).type == "cuda"
+    if wants_gpu and torch.cuda.is_available():
         chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(chosen)
     else:
         chosen = torch.device("cpu")
     if not dist.is_initialized():
+        # torch.distributed.nn.functional, imported by DistributedDataParallel, evaluates
+        # ``group.WORLD`` in the default arguments of ten functions when first imported. Imported after
+        # the group exists, it keeps the group alive for good: destroy_process_group() then leaves
+        # gloo's worker threads running, and one still freeing its last collective's tensors during
+        # interpreter teardown needs the GIL, is stopped, and aborts the process after all the work
+        # ("terminate called without an active exception", SIGABRT; seen under load). Imported
+        # first, those defaults are None.
+        importlib.import_module("torch.distributed.nn")
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        atexit.register(cleanup_distributed)
     return chosen
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group (call it at the end of a torchrun script)."""
+    """Leave the process group: it is destroyed here, its threads joined (call it at the end of a
+    torchrun script; it also runs at exit). Reference cycles that hold it (a DistributedDataParallel
+    wrapper) are collected first."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
