@@ -3,7 +3,8 @@
 Starts ``python -m projects.sentiment_analyzer serve`` on a free port of 127.0.0.1 (a given release, or
 a quick nbsvm trained on synthetic reviews and released into a temporary folder), sends a few warm-up
 requests, then ``--requests`` POST /predict ``{"text": ...}`` at ``--concurrency`` from an httpx async
-client, each with a review of about ``--words`` words. Every request has a timeout and the whole run a
+client, each with a review of about ``--words`` words; each answer carries its evidence (the top 5
+n-grams each way, the server's default). Every request has a timeout and the whole run a
 time limit. It prints the hardware, the errors (must be 0: the exit status is 1 otherwise), latency
 percentiles and requests per second. Client and server share the machine's cores.
 
@@ -31,7 +32,7 @@ def quick_release(folder: Path) -> Path:
     from projects.sentiment_analyzer import export, train
 
     train.main(["--quick", "--runs-dir", str(folder), "--run-name", "run"])
-    export.main(["--run-dir", str(folder / "run"), "--out", str(folder / "release"), "--no-graphs"])
+    export.main(["--run-dir", str(folder / "run"), "--out", str(folder / "release"), "--no-onnx"])
     return folder / "release"
 
 
@@ -51,7 +52,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--words", type=int, default=230, help="words per review sent (IMDB's median: ~174)")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--max-batch", type=int, default=64, help="the server's micro-batch limit (1: none)")
+    parser.add_argument("--max-batch", type=int, default=32, help="the server's micro-batch limit (1: none)")
     parser.add_argument("--time-limit", type=float, default=600, help="seconds for the whole load")
     args = parser.parse_args()
 
@@ -61,7 +62,9 @@ def main() -> int:
     async def send(client: httpx.AsyncClient, i: int) -> str | None:
         r = await client.post("/predict", json={"text": texts[i % len(texts)]})
         return (
-            None if r.status_code == 200 and "label" in r.json() else f"HTTP {r.status_code}: {r.text[:200]}"
+            None
+            if r.status_code == 200 and "label" in r.json() and "evidence" in r.json()
+            else f"HTTP {r.status_code}: {r.text[:200]}"
         )
 
     with tempfile.TemporaryDirectory() as tmp:

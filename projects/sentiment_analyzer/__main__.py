@@ -8,19 +8,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dlkit.cli import run_subcommand
+from dlkit.project import project_main
 
 COMMANDS = {
-    "train": "train nbsvm, baseline or minilm and write a run folder (weights, metrics, plots)",
-    "evaluate": "accuracy, F1, calibration (ECE, reliability diagram) of a run on the test split",
+    "train": "train nbsvm, baseline or minilm (validation split held out) and write a run folder",
+    "evaluate": "accuracy, F1 and calibration (ECE, reliability diagram) of a run on --split val or test",
     "export": "turn a run into a release folder (safetensors + JSON, ONNX checked against PyTorch)",
-    "predict": "the sentiment of texts given as arguments, in a file (one per line) or on stdin",
+    "predict": "the sentiment of texts, and the words that pushed it each way (n-gram models)",
     "serve": "serve a release over HTTP: POST /predict (JSON) and a page with a text box",
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_subcommand("projects.sentiment_analyzer", COMMANDS, argv, __doc__.strip().splitlines()[0])
+    return project_main("projects.sentiment_analyzer", COMMANDS, argv, __doc__.strip().splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Text -> n-gram ids, the n-gram table and its naive-Bayes log-count ratios.
 
-    table = NgramTable.build(texts, labels, ngram=3, min_freq=2, max_size=800_000)
+    table = NgramTable.build(texts, ngram=3, min_freq=2, max_size=800_000)
     ids = table.encode("Not good at all")       # sorted distinct ids of its 1-, 2- and 3-grams
     X, lengths = table.encode_batch(texts)      # (B, T) padded with 0, (B,)
+    spans = token_spans(text)                   # where each of tokenize(text)'s words is in text
 
 The words are :func:`dlkit.text.tokenize`'s; the n-grams of a text are counted once each (binarized,
 as NBSVM does: Wang & Manning 2012, "Baselines and Bigrams"). ``ratios`` are the log-count ratios
@@ -25,7 +26,7 @@ import torch
 from dlkit.text import clean_text, pad_batch, tokenize
 
 __all__ = ["BertFeaturizer", "CountFeaturizer", "NgramFeaturizer", "NgramTable", "load_featurizer"]
-__all__ += ["nb_ratios", "ngrams"]
+__all__ += ["flat_batch", "nb_ratios", "ngram_spans", "ngrams", "token_spans"]
 
 
 def ngrams(tokens: Sequence[str], n: int = 3) -> list[str]:
@@ -34,6 +35,49 @@ def ngrams(tokens: Sequence[str], n: int = 3) -> list[str]:
     for k in range(2, n + 1):
         grams += [" ".join(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
     return grams
+
+
+def token_spans(text: str) -> list[tuple[int, int] | None]:
+    """(start, end) in ``text`` of each word :func:`dlkit.text.tokenize` finds, or None for a word that
+    cannot be placed (one that HTML unescaping or a multi-character lower case made).
+
+    The words are found in order in a lower-cased copy of ``text`` of the same length, so tags and
+    entities that tokenize drops are simply skipped over.
+    """
+    lowered = "".join(low if len(low := c.lower()) == 1 else c for c in text)
+    lowered = lowered.replace("\u2019", "'").replace("`", "'")
+    spans: list[tuple[int, int] | None] = []
+    at = 0
+    for token in tokenize(text):
+        start = lowered.find(token, at)
+        if start < 0:
+            spans.append(None)
+            continue
+        spans.append((start, start + len(token)))
+        at = start + len(token)
+    return spans
+
+
+def ngram_spans(
+    tokens: Sequence[str], spans: Sequence[tuple[int, int] | None], gram: str
+) -> list[tuple[int, int]]:
+    """Every (start, end) in the text of the n-gram ``gram`` ("not good") among ``tokens``."""
+    words = gram.split(" ")
+    k = len(words)
+    found = []
+    for i in range(len(tokens) - k + 1):
+        if list(tokens[i : i + k]) == words:
+            first, last = spans[i], spans[i + k - 1]
+            if first is not None and last is not None:
+                found.append((first[0], last[1]))
+    return found
+
+
+def flat_batch(id_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenated ids (N,) and where each list starts (B,): EmbeddingBag's input, no padding."""
+    lengths = torch.tensor([len(ids) for ids in id_lists])
+    ids = torch.tensor([i for lst in id_lists for i in lst], dtype=torch.long)
+    return ids, torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
 
 
 def nb_ratios(
@@ -83,8 +127,8 @@ class NgramTable:
     ) -> NgramTable:
         """:meth:`build` from texts already tokenized."""
         counts: Counter[str] = Counter()
-        for tokens in token_lists:
-            counts.update(set(ngrams(tokens, ngram)))
+        for tokens in token_lists:  # each n-gram once per text, in text order: never a set's order,
+            counts.update(dict.fromkeys(ngrams(tokens, ngram)).keys())  # which changes per process
         top = counts.most_common(None if max_size is None else max_size - 1)
         return cls(["<pad>", *(g for g, c in top if c >= min_freq)], ngram)
 
@@ -134,7 +178,15 @@ class NgramFeaturizer:
         return [self.table.encode(t) for t in texts]
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
+        """The release's input (what ONNX takes): ``(ids (B, T) padded with 0,)``."""
         return (pad_batch(self.id_lists(texts))[0],)
+
+    def collate(self, id_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
+        """Training's faster input: ``(ids (N,), offsets (B,))``, no padding (:func:`flat_batch`)."""
+        return flat_batch(id_lists)
+
+    def grams_of(self, ids: torch.Tensor) -> list[str]:
+        return [self.table.grams[i] for i in ids.tolist()]
 
     def truncation_note(self, text: str) -> str | None:
         return None  # reads every word
@@ -179,7 +231,10 @@ class BertFeaturizer:
         return self.tokenizer(cleaned, truncation=True, max_length=self.max_len)["input_ids"]
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, ...]:
-        return (pad_batch(self.id_lists(texts), pad_id=self.tokenizer.pad_token_id)[0],)
+        return self.collate(self.id_lists(texts))
+
+    def collate(self, id_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
+        return (pad_batch(id_lists, pad_id=self.tokenizer.pad_token_id)[0],)
 
     def truncation_note(self, text: str) -> str | None:
         n = len(self.tokenizer(clean_text(text), truncation=False)["input_ids"])

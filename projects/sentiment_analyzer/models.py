@@ -12,17 +12,24 @@
   fine-tuned whole.
 
 Logits are (-z/2, z/2), so softmax gives p(pos) = sigmoid(z) and cross-entropy is the logistic loss.
+
+``nbsvm`` and ``baseline`` are linear in their features, so z splits exactly into one contribution per
+n-gram of the text plus a bias (:meth:`NBLinear.contributions`, :meth:`TfidfLogistic.contributions`):
+that is what predict and the page show as the words that pushed the decision. MiniLM has no such
+exact split, and nothing pretends it does.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MODELS", "MiniLMClassifier", "NBLinear", "TfidfLogistic", "build_model", "two_logits"]
+__all__ = ["MODELS", "MiniLMClassifier", "NBLinear", "TfidfLogistic", "build_from_info", "build_model"]
+__all__ += ["load_run", "two_logits"]
 
 MODELS = ("nbsvm", "baseline", "minilm")
 
@@ -57,10 +64,17 @@ class NBLinear(nn.Module):
         z = F.embedding_bag(ids, table, offsets, mode="sum", per_sample_weights=scale)  # (B, 1)
         return z.squeeze(1) + self.bias
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 2) of padded id lists ``ids`` (B, T) (0 = padding)."""
-        z = ((self.weight[ids] + self.w_adj) * self.ratios[ids]).sum(dim=1) / self.r_adj  # (B,)
-        return two_logits(z + self.bias)
+    def contributions(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each n-gram's share of z for padded ``ids`` (B, T) (0 for padding), and the bias (1,):
+        z = contributions.sum(1) + bias exactly."""
+        return (self.weight[ids] + self.w_adj) * self.ratios[ids] / self.r_adj, self.bias
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 2) of padded id lists ``ids`` (B, T) (0 = padding), or of flat ``ids`` (N,)
+        starting at ``offsets`` (B,) (training's input, see :meth:`score_flat`)."""
+        if offsets is not None:
+            return two_logits(self.score_flat(ids, offsets))
+        return two_logits(self.contributions(ids)[0].sum(dim=1) + self.bias)
 
 
 class TfidfLogistic(nn.Module):
@@ -76,11 +90,16 @@ class TfidfLogistic(nn.Module):
         self.register_buffer("coef", torch.zeros(vocab_size))  # (V,)
         self.register_buffer("intercept", torch.zeros(1))
 
-    def forward(self, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    def contributions(self, ids: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each n-gram's share of z (B, T): its coefficient times its tf-idf value; and the intercept."""
         tf = torch.where(counts > 0, 1 + counts.clamp_min(1).log(), 0.0) if self.sublinear_tf else counts
         x = tf * self.idf[ids]  # (B, T) tf-idf of each n-gram present
         x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)  # l2-normalised rows, as sklearn
-        return two_logits((x * self.coef[ids]).sum(dim=1) + self.intercept)
+        return x * self.coef[ids], self.intercept
+
+    def forward(self, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        shares, intercept = self.contributions(ids, counts)
+        return two_logits(shares.sum(dim=1) + intercept)
 
 
 class MiniLMClassifier(nn.Module):
@@ -119,3 +138,21 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         encoder = BertModel(BertConfig.from_dict(kwargs["encoder_config"]), add_pooling_layer=False)
         return MiniLMClassifier(encoder, kwargs.get("hidden_size", 384), kwargs.get("dropout", 0.1))
     raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+
+
+def build_from_info(info: dict[str, Any]) -> nn.Module:
+    """The untrained architecture that a run's model_info.json (or a release's model.json) names."""
+    arch = info["architecture"]
+    return build_model(arch["name"], **arch["kwargs"])
+
+
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """The trained model of a run folder (eval mode, on ``device``; the kept best weights), its
+    featurizer and model_info.json."""
+    from dlkit.runs import load_trained
+    from projects.sentiment_analyzer.features import load_featurizer
+
+    model, info = load_trained(run_dir, build_from_info, device)
+    return model, load_featurizer(info["architecture"]["name"], Path(run_dir), info), info

@@ -3,186 +3,219 @@
     python -m projects.sentiment_analyzer train                   # nbsvm: 92% in about 2 minutes on a CPU
     python -m projects.sentiment_analyzer train --model baseline  # scikit-learn TF-IDF + logistic regression
     python -m projects.sentiment_analyzer train --model minilm --train-subset 2000 --test-subset 1000
-    python -m projects.sentiment_analyzer train --quick              # synthetic data, seconds
+    python -m projects.sentiment_analyzer train --quick           # synthetic reviews, offline, seconds
+    torchrun --nproc_per_node 2 -m projects.sentiment_analyzer train   # the same run on 2 processes
 
-The run folder (default ``runs/sentiment_analyzer/<dataset>-<model>/``, under ``$DLKIT_RUNS`` when set)
-holds config.json, metrics.csv (one row per epoch), loss.png, accuracy.png, calibration.png,
-confusion.png, checkpoint.pt (the weights, ``dlkit.checkpoint``), vocab.json or tokenizer/ (how text
-becomes the model's input) and model_info.json (how to rebuild the model, and its test metrics).
-:func:`load_trained` turns the folder back into a model and its featurizer.
+``nbsvm`` and ``minilm`` train with :func:`dlkit.train.train_loop`: after every epoch it scores the
+validation reviews (held out from the training data), keeps the weights of the epoch with the lowest
+validation loss and stops after ``--patience`` epochs without a better one. The test reviews are scored
+once, at the end, with the kept weights. ``baseline`` is scikit-learn's own fit (no loop).
 
-Timing: ``train_seconds`` counts from the end of reading the data to the trained model, so it includes
-tokenizing (train and test), the n-gram table and the naive-Bayes ratios (or the MiniLM tokenizer), and
-the test-set evaluation after each epoch: an upper bound on the training alone.
+The run folder (``runs/sentiment_analyzer/<dataset>-<model>/``, under ``$DLKIT_RUNS`` when set) holds
+config.json, metrics.csv (one row per epoch), history.png, val_/test_calibration.png and _confusion.png,
+checkpoint.pt (``--resume`` continues it), vocab.json or tokenizer/ (how text becomes the model's
+input) and model_info.json (how to rebuild the model; validation and test metrics).
+
+``train_seconds`` counts from the end of reading the data to the trained model: tokenizing, the n-gram
+table and naive-Bayes ratios (or the MiniLM tokenizer), the epochs and their validation passes; the
+final test pass is not in it (``test_seconds``). ``loop_seconds`` is the optimizer steps alone.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
+import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlkit.checkpoint import load_checkpoint, save_checkpoint
-from dlkit.config import parse_config, save_config
-from dlkit.data import DatasetNotFoundError, TextClassificationData
-from dlkit.device import describe_device, get_device, seed_everything
-from dlkit.lesson import runs_root
-from dlkit.metrics import CSVLogger
-from dlkit.plots import plot_curves, save_figure
-from dlkit.progress import progress
-from dlkit.text import pad_batch, tokenize
-from dlkit.train import resolve_amp_dtype
-from projects.sentiment_analyzer.data import load_splits
+from dlkit import project
+from dlkit.config import flag
+from dlkit.device import describe_device
+from dlkit.errors import UserError
+from dlkit.plots import plot_history
+from dlkit.runs import RunFolder
+from dlkit.text import tokenize
+from dlkit.train import (
+    Budget,
+    Evaluation,
+    Selection,
+    cleanup_distributed,
+    is_main_process,
+    setup_distributed,
+    train_loop,
+)
+from projects.sentiment_analyzer.data import (
+    DATASETS,
+    SYNTHETIC_NOTE,
+    Splits,
+    length_batches,
+    load_splits,
+    training_batches,
+)
+from projects.sentiment_analyzer.evaluate import report, scores_of
 from projects.sentiment_analyzer.features import (
     BertFeaturizer,
     CountFeaturizer,
     NgramFeaturizer,
     NgramTable,
-    load_featurizer,
     nb_ratios,
 )
-from projects.sentiment_analyzer.models import MiniLMClassifier, NBLinear, TfidfLogistic, build_model
+from projects.sentiment_analyzer.models import MODELS, MiniLMClassifier, NBLinear, TfidfLogistic
 
-__all__ = [
-    "TrainConfig",
-    "length_batches",
-    "load_trained",
-    "main",
-    "run_dir_of",
-    "tfidf_logistic_from_sklearn",
-]
+__all__ = ["TrainConfig", "main", "run_of", "tfidf_logistic_from_sklearn"]
 
-# Defaults per model where they differ: epochs, learning rate, batch size.
+# Defaults per model where they differ from the fields' (nbsvm's); with --quick, QUICK_RECIPES too.
 RECIPES: dict[str, dict[str, Any]] = {
-    "nbsvm": {"num_epochs": 2, "lr": 0.02, "batch_size": 256, "weight_decay": 1e-6},
-    "baseline": {"num_epochs": 1, "lr": 0.0, "batch_size": 0, "weight_decay": 0.0},
+    "nbsvm": {},
+    "baseline": {},
     "minilm": {"num_epochs": 2, "lr": 5e-5, "batch_size": 32, "weight_decay": 0.01},
 }
-
-
-@dataclass
-class TrainConfig:
-    """Train a sentiment classifier; every field is a flag (--model, --num-epochs, ...)."""
-
-    model: str = field(
-        default="nbsvm", metadata={"help": "nbsvm (from scratch), baseline (sklearn) or minilm"}
-    )
-    dataset: str = field(default="imdb", metadata={"help": "imdb, or synthetic (made up, for smoke tests)"})
-    num_epochs: int | None = field(default=None, metadata={"help": "default: the model's recipe"})
-    lr: float | None = None
-    batch_size: int | None = None
-    weight_decay: float | None = None
-    ngram: int = field(default=3, metadata={"help": "nbsvm: longest n-gram (baseline: always 2)"})
-    min_freq: int = field(default=2, metadata={"help": "n-grams found in fewer training reviews are dropped"})
-    max_ngrams: int = field(default=800_000, metadata={"help": "the n-gram table's size"})
-    baseline_c: float = field(
-        default=10.0, metadata={"help": "baseline: inverse L2 strength of LogisticRegression"}
-    )
-    max_len: int = field(default=256, metadata={"help": "minilm: tokens read per review (at most 512)"})
-    warmup: float = field(default=0.06, metadata={"help": "minilm: fraction of steps warming the lr up"})
-    amp: bool | None = field(
-        default=None, metadata={"help": "minilm: bf16 autocast (default: where it pays)"}
-    )
-    train_subset: int | None = None
-    test_subset: int | None = None
-    run_name: str = field(default="", metadata={"help": "default: <dataset>-<model>"})
-    runs_dir: str = field(
-        default="", metadata={"help": "default: $DLKIT_RUNS/sentiment_analyzer or runs/..."}
-    )
-    quick: bool = field(default=False, metadata={"help": "synthetic data, small: seconds"})
-    device: str = "auto"
-    seed: int = 0
-
-
+DATASET_NAMES = {
+    "imdb": "IMDB Large Movie Review Dataset (Maas et al. 2011)",
+    "synthetic": f"synthetic reviews ({SYNTHETIC_NOTE})",
+}
 QUICK = {"dataset": "synthetic", "train_subset": 1000, "test_subset": 400, "min_freq": 1}
-# With --quick, where they differ: a few short synthetic reviews need more (and larger) steps.
-QUICK_RECIPES: dict[str, dict[str, Any]] = {
-    "nbsvm": {"num_epochs": 10, "lr": 0.1},
+QUICK_RECIPES: dict[str, dict[str, Any]] = {  # a few short reviews need more (and larger) steps
+    "nbsvm": {"num_epochs": 10, "lr": 0.1, "patience": 3},
     "minilm": {"num_epochs": 1},
 }
 
 
-def run_dir_of(cfg: TrainConfig) -> Path:
-    name = cfg.run_name or f"{cfg.dataset}-{cfg.model}"
-    return (Path(cfg.runs_dir) if cfg.runs_dir else runs_root() / "sentiment_analyzer") / name
+@dataclass
+class TrainConfig(project.TrainConfig):
+    """Train a sentiment classifier on IMDB reviews (--quick: made-up reviews, offline, seconds)."""
+
+    model: str = flag("nbsvm", help="nbsvm (from scratch), baseline (scikit-learn) or minilm", choices=MODELS)
+    dataset: str = flag(
+        "imdb", help="imdb, or synthetic (made-up reviews, for smoke tests)", choices=DATASETS
+    )
+    num_epochs: int = flag(3, help="passes over the training reviews (minilm's default: 2)")
+    lr: float = flag(0.02, help="learning rate of AdamW (minilm's default: 5e-5)")
+    batch_size: int = flag(256, help="reviews per optimizer step (minilm's default: 32)")
+    weight_decay: float = flag(1e-6, help="AdamW's decoupled weight decay (minilm's default: 0.01)")
+    patience: int = flag(1, help="stop after this many epochs without a lower validation loss", min=1)
+    val_fraction: float = 0.1
+    train_subset: int | None = flag(
+        None, help="draw this many training reviews (before the validation split)"
+    )
+    test_subset: int | None = flag(None, help="score this many test reviews (default: all)")
+    ngram: int = flag(3, help="nbsvm: longest n-gram (baseline: always 2)", min=1, max=5)
+    min_freq: int = flag(2, help="n-grams found in fewer training reviews are dropped", min=1)
+    max_ngrams: int = flag(800_000, help="the n-gram table's size", min=2)
+    baseline_c: float = flag(10.0, help="baseline: inverse L2 strength of LogisticRegression", above=0)
+    max_len: int = flag(256, help="minilm: tokens read per review", min=8, max=512)
+    warmup: float = flag(0.06, help="minilm: fraction of the steps warming the lr up", min=0, max=0.5)
+    amp: bool | None = flag(None, help="minilm: bf16 autocast (default: where the hardware runs it natively)")
 
 
-def recipe(cfg: TrainConfig, key: str) -> Any:
-    value = getattr(cfg, key)
-    if value is None and cfg.quick:
-        value = QUICK_RECIPES.get(cfg.model, {}).get(key)
-    return RECIPES[cfg.model][key] if value is None else value
+def recipe(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's defaults (and its quick ones with --quick) for ``parse_train_config``."""
+    model = given.get("model", "nbsvm")
+    values = dict(RECIPES.get(model, {}))
+    if given.get("quick"):
+        values.update(QUICK_RECIPES.get(model, {}))
+    return values
 
 
-# --- nbsvm: naive-Bayes-weighted n-grams, trained with AdamW -----------------------------------------
+def run_of(cfg: TrainConfig) -> RunFolder:
+    return RunFolder.of("sentiment_analyzer", cfg.run_name or f"{cfg.dataset}-{cfg.model}", cfg.runs_dir)
 
 
-def _flat(id_lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenated ids (N,) and where each list starts (B,): EmbeddingBag's input, no padding."""
-    lengths = torch.tensor([len(ids) for ids in id_lists])
-    ids = torch.tensor([i for lst in id_lists for i in lst], dtype=torch.long)
-    return ids, torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+@dataclass
+class Trained:
+    """What a trainer hands back: the model (best weights), its featurizer and how to rebuild it."""
+
+    model: nn.Module
+    featurizer: Any
+    kwargs: dict[str, Any]
+    loop_seconds: float
 
 
-@torch.no_grad()
-def _nbsvm_scores(model: NBLinear, id_lists: Sequence[Sequence[int]], batch_size: int = 2048) -> torch.Tensor:
-    device = model.weight.device
-    scores = [
-        model.score_flat(*(t.to(device) for t in _flat(id_lists[s : s + batch_size]))).cpu()
-        for s in range(0, len(id_lists), batch_size)
-    ]
-    return torch.cat(scores)  # (N,)
+# --- The loop that nbsvm and minilm share --------------------------------------------------------------
 
 
-def train_nbsvm(
+def validation(
+    id_lists: Sequence[Sequence[int]], labels: torch.Tensor, collate: Any, device: torch.device, amp: Any
+) -> Evaluation:
+    """Validation loss and accuracy of the held-out reviews, after every epoch."""
+    groups = length_batches([len(ids) for ids in id_lists], 256, shuffle=False)
+    inputs = [collate([id_lists[i] for i in idx]) for idx in groups]
+
+    @torch.no_grad()
+    def fn(model: nn.Module) -> dict[str, float]:
+        from dlkit.device import autocast, resolve_amp_dtype
+
+        z = torch.empty(len(id_lists))
+        with autocast(device, resolve_amp_dtype(amp, device)):
+            for idx, x in zip(groups, inputs, strict=True):
+                logits = model(*(t.to(device) for t in x)).float()
+                z[idx] = (logits[:, 1] - logits[:, 0]).cpu()
+        return {
+            "val_loss": F.binary_cross_entropy_with_logits(z, labels.float()).item(),
+            "val_acc": ((z > 0).long() == labels).float().mean().item(),
+        }
+
+    return Evaluation(fn)
+
+
+def run_loop(
     cfg: TrainConfig,
-    train: TextClassificationData,
-    test: TextClassificationData,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    featurizer: Any,
+    x_train: Sequence[Sequence[int]],
+    splits: Splits,
     device: torch.device,
-    log: Any,
-) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """Build the n-gram table and ratios, then fit w and b with AdamW on the logistic loss."""
-    tokens = [tokenize(text) for text in train.texts]  # once: for the table and for the ids
+    run: RunFolder,
+    *,
+    by_length: bool = False,
+    schedule: Any = None,
+    amp: bool | None = False,
+    clip_grad_norm: float | None = None,
+) -> float:
+    """``train_loop`` for ``cfg.num_epochs`` epochs, selecting on the validation loss; returns the
+    seconds of optimizer steps."""
+    x_val = featurizer.id_lists(splits.val.texts)
+    data = training_batches(
+        x_train, splits.train.labels, cfg.batch_size, featurizer.collate, seed=cfg.seed, by_length=by_length
+    )
+    state = train_loop(
+        model, optimizer, data, loss_fn=F.cross_entropy, device=device, budget=Budget(epochs=cfg.num_epochs),
+        evaluation=validation(x_val, splits.val.labels, featurizer.collate, device, amp),
+        selection=Selection("val_loss", keep_best=True, patience=cfg.patience), schedule=schedule,
+        amp=amp, clip_grad_norm=clip_grad_norm, run=run, resume=cfg.resume, config=cfg,
+    )  # fmt: skip
+    if is_main_process():
+        run.savefig(plot_history(state.rows, title=f"{cfg.model} on {cfg.dataset}"), "history")
+    return state.seconds
+
+
+# --- nbsvm: naive-Bayes-weighted n-grams, trained with AdamW --------------------------------------------
+
+
+def train_nbsvm(cfg: TrainConfig, splits: Splits, device: torch.device, run: RunFolder) -> Trained:
+    """Build the n-gram table and ratios from the training reviews, then fit w and b with AdamW."""
+    tokens = [tokenize(text) for text in splits.train.texts]  # once: for the table and for the ids
     table = NgramTable.from_tokens(tokens, ngram=cfg.ngram, min_freq=cfg.min_freq, max_size=cfg.max_ngrams)
     featurizer = NgramFeaturizer(table)
-    x_train, x_test = [table.encode_tokens(t) for t in tokens], featurizer.id_lists(test.texts)
+    x_train = [table.encode_tokens(t) for t in tokens]
     del tokens
     model = NBLinear(len(table))
-    model.set_ratios(nb_ratios(x_train, train.labels.tolist(), len(table)))
-    print(f"{len(table):,} n-grams (1 to {cfg.ngram} words, in >= {cfg.min_freq} reviews)")
-    model.to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe(cfg, "lr"), weight_decay=recipe(cfg, "weight_decay")
-    )
-    y_train = train.labels.float()
-    batch_size = recipe(cfg, "batch_size")
-    for epoch in range(1, recipe(cfg, "num_epochs") + 1):
-        start, total, seen = time.perf_counter(), 0.0, 0
-        order = torch.randperm(len(x_train)).tolist()
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            ids, offsets = _flat([x_train[i] for i in idx])
-            z = model.score_flat(ids.to(device), offsets.to(device))  # (B,)
-            loss = F.binary_cross_entropy_with_logits(z, y_train[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, seen = total + loss.item() * len(idx), seen + len(idx)
-        z_test = _nbsvm_scores(model, x_test)
-        log(epoch, total / seen, z_test, time.perf_counter() - start)
-    return model.eval(), featurizer, {"vocab_size": len(table)}
+    model.set_ratios(nb_ratios(x_train, splits.train.labels.tolist(), len(table)))
+    if is_main_process():
+        print(f"{len(table):,} n-grams (1 to {cfg.ngram} words, in >= {cfg.min_freq} training reviews)")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    seconds = run_loop(cfg, model, optimizer, featurizer, x_train, splits, device, run)
+    return Trained(model, featurizer, {"vocab_size": len(table)}, seconds)
 
 
-# --- baseline: scikit-learn TF-IDF + logistic regression, then held as tensors -----------------------
+# --- baseline: scikit-learn TF-IDF + logistic regression, then held as tensors -------------------------
 
 
 def tfidf_logistic_from_sklearn(vectorizer: Any, classifier: Any) -> tuple[TfidfLogistic, CountFeaturizer]:
@@ -197,14 +230,8 @@ def tfidf_logistic_from_sklearn(vectorizer: Any, classifier: Any) -> tuple[Tfidf
     return model, featurizer
 
 
-def train_baseline(
-    cfg: TrainConfig,
-    train: TextClassificationData,
-    test: TextClassificationData,
-    device: torch.device,
-    log: Any,
-) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """TfidfVectorizer(1-2-grams, sublinear tf) + LogisticRegression, copied into a TfidfLogistic."""
+def train_baseline(cfg: TrainConfig, splits: Splits, device: torch.device, run: RunFolder) -> Trained:
+    """TfidfVectorizer(1-2-grams, sublinear tf) + LogisticRegression (scikit-learn's fit, no loop)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -213,248 +240,141 @@ def train_baseline(
         tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2),
         min_df=cfg.min_freq, max_features=cfg.max_ngrams, sublinear_tf=True,
     )  # fmt: skip
-    x_train = vectorizer.fit_transform(train.texts)
-    classifier = LogisticRegression(C=cfg.baseline_c, max_iter=1000).fit(x_train, train.labels.numpy())
+    x_train = vectorizer.fit_transform(splits.train.texts)
+    classifier = LogisticRegression(C=cfg.baseline_c, max_iter=1000).fit(x_train, splits.train.labels.numpy())
+    seconds = time.perf_counter() - start
     model, featurizer = tfidf_logistic_from_sklearn(vectorizer, classifier)
-    p_train = torch.from_numpy(classifier.predict_proba(x_train)[:, 1]).clamp(1e-7, 1 - 1e-7)
-    loss = F.binary_cross_entropy(p_train.double(), train.labels.double()).item()
-    z_test = torch.from_numpy(classifier.decision_function(vectorizer.transform(test.texts))).float()
-    log(1, loss, z_test, time.perf_counter() - start)
-    return model.eval(), featurizer, {"vocab_size": len(featurizer.table), "sublinear_tf": True}
+    z = {
+        name: torch.from_numpy(classifier.decision_function(vectorizer.transform(data.texts))).float()
+        for name, data in (("train", splits.train), ("val", splits.val))
+    }
+    row = {"step": 1, "epoch": 1, "seconds": round(seconds, 3)}
+    for name, data in (("train", splits.train), ("val", splits.val)):
+        row[f"{name}_loss"] = F.binary_cross_entropy_with_logits(z[name], data.labels.float()).item()
+        row[f"{name}_acc"] = ((z[name] > 0).long() == data.labels).float().mean().item()
+    run.metrics_logger([row])
+    print("  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("_loss", "_acc"))))
+    return Trained(model, featurizer, {"vocab_size": len(featurizer.table), "sublinear_tf": True}, seconds)
 
 
-# --- minilm: fine-tune all-MiniLM-L6-v2 --------------------------------------------------------------
-
-
-def length_batches(
-    lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0
-) -> list[list[int]]:
-    """Batches of indices of similar length (little padding). Shuffled: sorted within chunks of 50
-    batches, then the batches in random order; else sorted by length overall (for evaluation)."""
-    order = list(range(len(lengths)))
-    rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(order)
-        chunk = 50 * batch_size
-        order = [
-            i
-            for s in range(0, len(order), chunk)
-            for i in sorted(order[s : s + chunk], key=lengths.__getitem__)
-        ]
-    else:
-        order.sort(key=lengths.__getitem__)
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    if shuffle:
-        rng.shuffle(batches)
-    return batches
-
-
-@torch.no_grad()
-def minilm_scores(
-    model: nn.Module,
-    id_lists: Sequence[Sequence[int]],
-    device: torch.device,
-    amp: bool | None,
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """z = logit(pos) - logit(neg) (N,) of tokenized texts, in their order, batched by length."""
-    model.eval()
-    amp_dtype = resolve_amp_dtype(amp, device)
-    z = torch.empty(len(id_lists))
-    for idx in length_batches([len(x) for x in id_lists], batch_size, shuffle=False):
-        ids = pad_batch([id_lists[i] for i in idx])[0].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(ids).float()  # (B, 2)
-        z[idx] = (logits[:, 1] - logits[:, 0]).cpu()
-    return z
+# --- minilm: fine-tune all-MiniLM-L6-v2 ----------------------------------------------------------------
 
 
 def warmup_linear(total_steps: int, warmup: float) -> Any:
-    """The lr factor: up linearly over the first ``warmup`` fraction of steps, then down linearly to 0."""
+    """The lr factor of step s: up linearly over the first ``warmup`` of the steps, then down to 0."""
     top = max(1, int(warmup * total_steps))
-    return lambda step: (
+    return lambda step, used: (
         (step + 1) / top if step < top else max(0.0, (total_steps - step) / max(1, total_steps - top))
     )
 
 
-def train_minilm(
-    cfg: TrainConfig,
-    train: TextClassificationData,
-    test: TextClassificationData,
-    device: torch.device,
-    log: Any,
-) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """AdamW, linear warm-up and decay, bf16 autocast where it pays, batches of similar length."""
-    from dlkit.pretrained_text import load_text_encoder
+def train_minilm(cfg: TrainConfig, splits: Splits, device: torch.device, run: RunFolder) -> Trained:
+    """AdamW (no decay on biases and LayerNorms), linear warm-up and decay, gradients clipped to norm 1,
+    bf16 autocast where it pays, batches of reviews of similar length."""
+    from dlkit.pretrained_text import TextModelNotAvailableError, load_text_encoder
 
-    encoder = load_text_encoder(download=False)
+    try:
+        encoder = load_text_encoder(download=False)
+    except TextModelNotAvailableError as e:
+        raise UserError(str(e)) from e
     print(f"encoder: {encoder.source}")
     featurizer = BertFeaturizer(encoder.tokenizer, cfg.max_len)
-    start = time.perf_counter()
-    x_train, x_test = featurizer.id_lists(train.texts), featurizer.id_lists(test.texts)
-    print(f"tokenized {len(x_train) + len(x_test):,} reviews in {time.perf_counter() - start:.1f} s")
+    x_train = featurizer.id_lists(splits.train.texts)
     encoder.model.pooler = None  # its [CLS] pooler is unused: we mean-pool (and it would not train)
-    # A float16 copy of the encoder trains with float32 master weights; autocast does the bf16 maths.
-    model = MiniLMClassifier(encoder.model.float(), encoder.hidden_size).to(device)
-    batch_size, num_epochs = recipe(cfg, "batch_size"), recipe(cfg, "num_epochs")
-    steps = num_epochs * math.ceil(len(x_train) / batch_size)
-    matrices = [p for p in model.parameters() if p.ndim >= 2]  # biases and LayerNorms do not decay
+    model = MiniLMClassifier(encoder.model, encoder.hidden_size)
+    matrices = [p for p in model.parameters() if p.ndim >= 2]
     others = [p for p in model.parameters() if p.ndim < 2]
-    groups = [
-        {"params": matrices, "weight_decay": recipe(cfg, "weight_decay")},
-        {"params": others, "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=recipe(cfg, "lr"), fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps, cfg.warmup))
-    amp_dtype = resolve_amp_dtype(cfg.amp, device)
-    y_train = train.labels.to(device)
-    for epoch in range(1, num_epochs + 1):
-        model.train()
-        start, total = time.perf_counter(), torch.zeros((), device=device)
-        batches = length_batches([len(x) for x in x_train], batch_size, shuffle=True, seed=cfg.seed + epoch)
-        for idx in progress(batches, desc=f"epoch {epoch}"):
-            ids = pad_batch([x_train[i] for i in idx])[0].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(ids), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            total += loss.detach() * len(idx)
-        seconds = time.perf_counter() - start
-        print(f"epoch {epoch}: {len(x_train) / seconds:,.0f} reviews/s training on {describe_device(device)}")
-        log(epoch, total.item() / len(x_train), minilm_scores(model, x_test, device, cfg.amp), seconds)
+    groups = [{"params": matrices, "weight_decay": cfg.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type == "cuda")
+    steps = cfg.num_epochs * math.ceil(len(x_train) / cfg.batch_size)
+    seconds = run_loop(
+        cfg, model, optimizer, featurizer, x_train, splits, device, run, by_length=True,
+        schedule=warmup_linear(steps, cfg.warmup), amp=cfg.amp, clip_grad_norm=1.0,
+    )  # fmt: skip
     kwargs = {"encoder_config": encoder.model.config.to_dict(), "hidden_size": encoder.hidden_size}
-    for key in ("torch_dtype", "dtype"):  # the weights are float32 now, whatever the copy loaded was
+    for key in ("torch_dtype", "dtype"):  # the weights are float32, whatever the copy loaded was
         if key in kwargs["encoder_config"]:
             kwargs["encoder_config"][key] = "float32"
-    return model.eval(), featurizer, kwargs
+    return Trained(model, featurizer, kwargs, seconds)
 
 
 TRAINERS = {"nbsvm": train_nbsvm, "baseline": train_baseline, "minilm": train_minilm}
 
 
-# --- The run folder ----------------------------------------------------------------------------------
+# --- main ----------------------------------------------------------------------------------------------
 
 
-def load_trained(
-    run_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """The trained model of a run folder (eval mode, on ``device``), its featurizer and model_info.json."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "model_info.json").exists() or not (run_dir / "checkpoint.pt").exists():
-        raise FileNotFoundError(
-            f"{run_dir} is not a finished run folder: no model_info.json or checkpoint.pt"
-        )
-    info = json.loads((run_dir / "model_info.json").read_text())
-    model = build_model(info["model"], **info["model_kwargs"])
-    load_checkpoint(run_dir / "checkpoint.pt", model=model, restore_rng=False)
-    featurizer = load_featurizer(info["model"], run_dir, info)
-    return model.to(device).eval(), featurizer, info
-
-
-def save_plots(rows: list[dict[str, float]], run_dir: Path) -> None:
-    loss = {"train loss": [r["train_loss"] for r in rows], "test loss": [r["test_loss"] for r in rows]}
-    save_figure(
-        plot_curves(loss, title="loss per epoch", xlabel="epoch", ylabel="loss"), run_dir / "loss.png"
-    )
-    acc = {"test accuracy": [r["test_acc"] for r in rows]}
-    save_figure(
-        plot_curves(acc, title="accuracy per epoch", xlabel="epoch", ylabel="accuracy"),
-        run_dir / "accuracy.png",
-    )
-
-
-def model_info(
-    cfg: TrainConfig, kwargs: dict[str, Any], featurizer: Any, data: str, metrics: dict
-) -> dict[str, Any]:
-    """What export, predict and serve need to rebuild the model and feed it text."""
-    preprocessing: dict[str, Any] = {"featurizer": featurizer.kind, "tokenize": "dlkit.text.tokenize"}
+def preprocessing(cfg: TrainConfig, featurizer: Any) -> dict[str, Any]:
     if cfg.model == "minilm":
-        preprocessing = {
-            "featurizer": featurizer.kind,
-            "max_len": cfg.max_len,
-            "clean": "dlkit.text.clean_text",
-        }
-    else:
-        preprocessing["ngram"] = featurizer.table.ngram
-    return {
-        "model": cfg.model,
-        "model_kwargs": kwargs,
+        return {"featurizer": featurizer.kind, "max_len": cfg.max_len, "clean": "dlkit.text.clean_text"}
+    return {"featurizer": featurizer.kind, "tokenize": "dlkit.text.tokenize", "ngram": featurizer.table.ngram}
+
+
+def finish(cfg: TrainConfig, run: RunFolder, splits: Splits, trained: Trained, device: torch.device,
+           seconds: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """Score the kept model on the validation reviews and, once, on the test reviews; write the run's
+    featurizer, plots and model_info.json."""
+    model = trained.model.to(device).eval()
+    title = f"{cfg.model} on {cfg.dataset}"
+    metrics: dict[str, Any] = {}
+    start = time.perf_counter()
+    for split in ("val", "test"):
+        data = splits.of(split)
+        z = scores_of(model, trained.featurizer, data.texts, device)
+        metrics[split] = report(run, split, z, data.labels, title)
+    test_seconds = time.perf_counter() - start
+    if cfg.model == "baseline":  # scikit-learn trained it: the loop wrote no checkpoint
+        from dlkit.checkpoint import save_checkpoint
+
+        save_checkpoint(run.checkpoint, model=model, epoch=1)
+    trained.featurizer.save(run.path)
+    info = {
+        "architecture": {"name": cfg.model, "kwargs": trained.kwargs},
         "num_classes": 2,
         "classes": ["neg", "pos"],
-        "preprocessing": preprocessing,
-        "dataset": data,
+        "preprocessing": preprocessing(cfg, trained.featurizer),
+        "dataset": DATASET_NAMES[cfg.dataset],  # the data's source line names local files: not shipped
         "dataset_name": cfg.dataset,
         "metrics": metrics,
+        "num_reviews": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "train_seconds": round(seconds["train"], 1),
+        "train_cpu_seconds": round(seconds["train_cpu"], 1),
+        "loop_seconds": round(trained.loop_seconds, 1),
+        "test_seconds": round(test_seconds, 1),
+        "threads": torch.get_num_threads(),
     }
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Train per the flags in ``argv``; returns model_info (with its final metrics)."""
-    from projects.sentiment_analyzer.evaluate import report_and_plots
-
-    cfg = parse_config(TrainConfig, argv, quick=QUICK)
-    if cfg.model not in TRAINERS:
-        raise SystemExit(f"unknown --model {cfg.model!r}: choose one of {', '.join(TRAINERS)}")
-    run_dir = run_dir_of(cfg)
-    seed_everything(cfg.seed)
-    device = get_device(cfg.device) if cfg.model != "baseline" else torch.device("cpu")
-    try:
-        train, test = load_splits(
-            cfg.dataset, train_subset=cfg.train_subset, test_subset=cfg.test_subset, seed=cfg.seed
-        )
-    except DatasetNotFoundError as e:
-        raise SystemExit(f"{e}\n(--quick or --dataset synthetic runs without it, on made-up reviews)") from e
+    run.write_info(info)
+    val, test = metrics["val"], metrics["test"]
     print(
-        f"{train.source}: {len(train):,} train, {len(test):,} test reviews; "
-        f"{cfg.model} on {describe_device(device)}"
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.json")
-    rows: list[dict[str, float]] = []
-    last_z: list[torch.Tensor] = []  # the test scores after the last epoch
-    logger = CSVLogger(run_dir / "metrics.csv", append=False)
-
-    def log(epoch: int, train_loss: float, z_test: torch.Tensor, seconds: float) -> None:
-        test_loss = F.binary_cross_entropy_with_logits(z_test, test.labels.float()).item()
-        acc = ((z_test > 0).long() == test.labels).double().mean().item()
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "test_acc": acc,
-            "seconds": seconds,
-        }
-        rows.append(row)
-        last_z[:] = [z_test]
-        logger.log(row)
-        print(f"epoch {epoch}: train loss {train_loss:.4f}, test loss {test_loss:.4f}, test acc {acc:.4f}")
-
-    start, cpu_start = time.perf_counter(), time.process_time()
-    model, featurizer, kwargs = TRAINERS[cfg.model](cfg, train, test, device, log)
-    train_seconds, train_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    save_checkpoint(run_dir / "checkpoint.pt", model=model, epoch=len(rows))
-    featurizer.save(run_dir)
-    save_plots(rows, run_dir)
-    metrics = report_and_plots(last_z[0], test.labels, run_dir, title=f"{cfg.model} on {cfg.dataset} test")
-    metrics.update(train_seconds=round(train_seconds, 1), train_cpu_seconds=round(train_cpu, 1))
-    metrics.update(num_train=len(train), num_test=len(test), num_epochs=len(rows))
-    data = (
-        "IMDB Large Movie Review Dataset"
-        if cfg.dataset == "imdb"
-        else "synthetic reviews (made up, not real)"
-    )
-    info = model_info(cfg, kwargs, featurizer, data, metrics)
-    (run_dir / "model_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(
-        f"{cfg.model} {cfg.dataset} test accuracy {metrics['acc']:.4f}, F1 {metrics['f1']:.4f}, "
-        f"ECE {metrics['ece']:.4f} ({len(test):,} reviews); trained in {train_seconds:.1f} s "
-        f"({train_cpu:.1f} s of CPU); {run_dir}"
+        f"{cfg.model}: validation accuracy {val['acc']:.4f} ({len(splits.val):,} reviews); test accuracy "
+        f"{test['acc']:.4f}, F1 {test['f1']:.4f}, ECE {test['ece']:.4f} ({len(splits.test):,} reviews, "
+        f"scored once); trained in {seconds['train']:.1f} s ({seconds['train_cpu']:.1f} s of CPU) on "
+        f"{describe_device(device)}; {run.path}"
     )
     return info
 
 
-if __name__ == "__main__":
-    main()
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Train per the flags in ``argv``; returns model_info (None on the other torchrun processes)."""
+    cfg = project.parse_train_config(TrainConfig, argv, run_of, quick=QUICK, defaults=recipe)
+    torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if cfg.model == "baseline" and torchrun:
+        raise UserError("the baseline trains with scikit-learn in one process: run it without torchrun")
+    run = run_of(cfg)
+    device = project.start_training(cfg, run)
+    if cfg.model == "baseline":
+        device = torch.device("cpu")  # scikit-learn's fit; scoring the tensors copy is cheap on a CPU
+    device = setup_distributed(device)
+    try:
+        splits = load_splits(
+            cfg.dataset, val_fraction=cfg.val_fraction, train_subset=cfg.train_subset,
+            test_subset=cfg.test_subset, seed=cfg.seed,
+        )  # fmt: skip
+        if is_main_process():
+            print(f"{splits.describe()}; {cfg.model} on {describe_device(device)}")
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trained = TRAINERS[cfg.model](cfg, splits, device, run)
+        seconds = {"train": time.perf_counter() - start, "train_cpu": time.process_time() - cpu_start}
+        return finish(cfg, run, splits, trained, device, seconds) if is_main_process() else None
+    finally:
+        cleanup_distributed()

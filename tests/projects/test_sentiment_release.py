@@ -1,11 +1,12 @@
-"""The sentiment analyzer's release path: run folder -> export (ONNX checked) -> predict and serve,
-with the bad inputs a user or a client will send."""
+"""The sentiment analyzer's release path: run folder -> export (ONNX checked) -> predict and serve, with
+the bad inputs a user or a client will send, and the exact word attributions of the n-gram models."""
 
 from __future__ import annotations
 
 import io
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,11 +20,15 @@ if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
 pytest.importorskip("onnxruntime")
 from fastapi.testclient import TestClient
 
-from dlkit.export import ReleaseError, check_onnx_parity
+from dlkit.errors import UserError
+from dlkit.export import check_onnx_parity
+from dlkit.text import tokenize
+from projects.sentiment_analyzer import __main__ as cli
 from projects.sentiment_analyzer import export, predict, train
 from projects.sentiment_analyzer.data import synthetic_reviews
-from projects.sentiment_analyzer.predict import Predictor, check_text, decode_bytes, language_note
-from projects.sentiment_analyzer.serve import build_app
+from projects.sentiment_analyzer.models import load_run
+from projects.sentiment_analyzer.predict import SentimentPredictor, check_text, decode_bytes, language_note
+from projects.sentiment_analyzer.serve import ServeConfig, build_app
 
 pytestmark = pytest.mark.slow
 
@@ -46,22 +51,52 @@ def test_release_holds_weights_vocabulary_and_a_checked_onnx_graph(release: Path
         "vocab.json",
     }
     assert meta["parity"]["onnx_max_abs_diff"] < 1e-4 and "vocab.json" in meta["featurizer_files"]
-    predictor = Predictor.from_release(release)
+    assert set(meta["metrics"]) == {"val", "test"} and str(release.parent) not in json.dumps(meta)
+    predictor = SentimentPredictor.from_release(release, "cpu")
     texts = [*synthetic_reviews(40, seed=9).texts, "x", "Great!"]
     batches = [predictor.featurizer.encode(texts[:20]), predictor.featurizer.encode(texts[20:])]
     assert check_onnx_parity(predictor.model, release / "model.onnx", batches, atol=1e-4, rtol=1e-4) < 1e-4
-    model, featurizer, _ = train.load_trained(release.parent / "run")
+    model, featurizer, _ = load_run(release.parent / "run")
     with torch.no_grad():
         expected = model(*featurizer.encode(texts)).softmax(1)
     assert torch.allclose(predictor.probabilities(texts), expected, atol=1e-6)
 
 
-def test_a_corrupt_vocabulary_is_reported(release: Path, tmp_path: Path) -> None:
+def test_evidence_is_the_exact_split_of_the_score_and_points_at_the_words(release: Path) -> None:
+    predictor = SentimentPredictor.from_release(release, "cpu")
+    text = "A WONDERFUL film, not boring at all... but the ending was awful."
+    evidence = predictor.evidence(text, top=50)
+    p = predictor.probabilities([text])[0].double()
+    assert evidence["score"] == pytest.approx(float(p[1].log() - p[0].log()), abs=1e-3)  # z, exactly split
+    with torch.no_grad():
+        shares, bias = predictor.model.contributions(*predictor.featurizer.encode([text]))
+    assert evidence["bias"] == pytest.approx(float(bias.detach()), abs=1e-4)
+    assert float((shares.sum() + bias).detach()) == pytest.approx(evidence["score"], abs=1e-4)  # z
+    shown = sorted([e["contribution"] for e in evidence["positive"] + evidence["negative"]])
+    expected = sorted(round(float(c), 4) for c in shares[0] if abs(c) >= 0.005)  # all but the tiny ones
+    assert shown == pytest.approx(expected, abs=1e-4)
+    positive = [e["contribution"] for e in evidence["positive"]]
+    negative = [e["contribution"] for e in evidence["negative"]]
+    assert positive == sorted(positive, reverse=True) and min(positive) > 0  # the strongest first
+    assert negative == sorted(negative) and max(negative) < 0
+    for e in evidence["positive"] + evidence["negative"]:
+        assert e["spans"], e  # every n-gram is found in the text
+        for start, end in e["spans"]:
+            assert tokenize(text[start:end]) == e["ngram"].split(" ")
+    words = {e["ngram"]: e for side in ("positive", "negative") for e in evidence[side]}
+    assert [text[s:e] for s, e in words["wonderful"]["spans"]] == ["WONDERFUL"]
+    assert len(predictor.evidence(text, top=2)["positive"]) <= 2
+
+
+def test_a_corrupt_vocabulary_or_a_missing_release_is_one_clear_error(release: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(release, broken)
     (broken / "vocab.json").write_text('{"kind": "ngram", "ngram": 3, "grams": ["<pad>", "good"]}')
-    with pytest.raises(ReleaseError, match="vocab.json is missing or corrupt"):
-        Predictor.from_release(broken)
+    with pytest.raises(UserError, match="vocab.json is missing or corrupt"):
+        SentimentPredictor.from_release(broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(UserError, match="model.safetensors"):
+        SentimentPredictor.from_release(broken)
 
 
 def test_input_checks() -> None:
@@ -83,28 +118,33 @@ def test_input_checks() -> None:
 
 
 def run_predict(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
-    code = predict.main(argv)
+    code = cli.main(["predict", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_predict_reads_arguments_files_and_stdin(
+def test_predict_reads_arguments_files_and_stdin_and_says_why(
     release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, out, err = run_predict(
+    code, out, _ = run_predict(
         capsys, ["--release", str(release), "Superb, wonderful film", "Awful and boring"]
     )
-    lines = out.splitlines()
-    assert code == 0 and len(lines) == 2 and lines[0].split()[0] in ("neg", "pos")
-    assert 0.5 <= float(lines[0].split()[1]) <= 1.0
+    lines = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert code == 0 and [line.split()[0] for line in lines] == ["positive", "negative"]
+    assert 50 <= float(lines[0].split()[1].rstrip("%")) <= 100
+    assert 'pushed positive: "wonderful' in out or 'pushed positive: "superb' in out
+    assert (
+        predict.phrase("is superb .") == "is superb." and predict.phrase("( great ) film") == "(great) film"
+    )
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("great film\n\n   \nterrible plot\n", encoding="utf-8")
     code, out, _ = run_predict(capsys, ["--release", str(release), "--file", str(reviews), "--json"])
     results = json.loads(out)
     assert code == 0 and [r["input"] for r in results] == [f"{reviews}:1", f"{reviews}:4"]
     assert all(set(r["probabilities"]) == {"neg", "pos"} for r in results)
+    assert [r["sentiment"] for r in results] == ["positive", "negative"] and "evidence" in results[0]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"brilliant\nworst film ever\n")))
-    code, out, _ = run_predict(capsys, ["--release", str(release), "-"])
+    code, out, _ = run_predict(capsys, ["--release", str(release), "--top-words", "0", "-"])
     assert code == 0 and len(out.splitlines()) == 2
 
 
@@ -115,15 +155,18 @@ def test_predict_explains_bad_input_and_carries_on(
     latin1.write_bytes("un film tr\xe8s beau, the best\n".encode("latin-1"))
     binary = tmp_path / "image.bin"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    french = "Ce film était vraiment magnifique, je le recommande à tous"
     argv = [
         "--release",
         str(release),
         "--max-chars",
         "100",
+        "--top-words",
+        "0",
         "",
         "   ",
         "great " * 100,
-        "Ce film était vraiment magnifique, je le recommande à tous",
+        french,
     ]
     code, out, err = run_predict(capsys, [*argv, "--file", str(latin1)])
     assert code == 1 and len(out.splitlines()) == 3  # the long, the French and the Latin-1 texts
@@ -134,32 +177,77 @@ def test_predict_explains_bad_input_and_carries_on(
     assert code == 1 and "binary data" in err and out == ""
     code, _, err = run_predict(capsys, ["--release", str(release), "--file", str(tmp_path / "missing.txt")])
     assert code == 1 and "cannot read the file" in err
+    code, _, err = run_predict(capsys, ["--release", str(tmp_path), "good"])
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and "model.json" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-chars", "-5", "great"], "--max-chars must be >= 1, not -5"),
+        (["--batch-size", "-1", "great"], "--batch-size must be >= 1, not -1"),
+        (["--batch-size", "0", "great"], "--batch-size must be >= 1, not 0"),
+        (["--top-words", "-2", "great"], "--top-words must be >= 0 and <= 50, not -2"),
+        ([], "nothing to classify"),
+    ],
+)
+def test_predict_refuses_flags_out_of_range_with_the_reason(
+    release: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        predict.main(["--release", str(release)])
-    assert exit_info.value.code == 2 and "nothing to classify" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        predict.main(["--release", str(tmp_path), "good"])
-    assert exit_info.value.code == 2 and "model.json not found" in capsys.readouterr().err
+        cli.main(["predict", "--release", str(release), *argv])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_expected_errors_are_one_line_without_a_traceback_in_a_real_process(tmp_path: Path) -> None:
+    for argv in (
+        ["predict", "--release", str(tmp_path / "none"), "great"],
+        ["serve", "--release", str(tmp_path)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "projects.sentiment_analyzer", *argv],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 1 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, (
+            proc.stderr
+        )
 
 
 @pytest.fixture(scope="module")
 def client(release: Path) -> TestClient:
-    with TestClient(build_app(release, max_body_bytes=4096, max_chars=500, max_texts=4)) as c:
+    """The server with the default body limit (256 kB), 500 characters read per text, 4 texts a request."""
+    with TestClient(
+        build_app(ServeConfig(release=str(release), max_chars=500, max_texts=4, device="cpu"))
+    ) as c:
         yield c
 
 
-def test_serve_predicts_one_text_or_a_batch(client: TestClient) -> None:
+def test_serve_predicts_one_text_or_a_batch_with_the_evidence(client: TestClient) -> None:
     r = client.post("/predict", json={"text": "A wonderful, moving film"})
     assert r.status_code == 200
     body = r.json()
     assert body["label"] in ("neg", "pos") and body["probability"] == max(body["probabilities"].values())
-    assert body["notes"] == [] and body["model"]["architecture"] in ("nbsvm", "baseline")
+    assert body["sentiment"] == {"neg": "negative", "pos": "positive"}[body["label"]]
+    assert body["notes"] == [] and body["model"] in ("nbsvm", "baseline")
+    assert {"positive", "negative", "bias", "score"} <= set(body["evidence"])
     r = client.post("/predict", json={"texts": ["great", "awful", "x " * 400]})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 3
     assert "only the first 500" in r.json()["predictions"][2]["notes"][0]
-    assert client.get("/health").json()["status"] == "ok"
     page = client.get("/")
     assert page.status_code == 200 and "<textarea" in page.text
+
+
+def test_health_says_what_a_client_needs_and_not_where_files_lie(client: TestClient, release: Path) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model"]["name"] in ("nbsvm", "baseline")
+    assert health["model"]["classes"] == ["neg", "pos"] and health["model"]["explains_words"] is True
+    text = json.dumps(health)
+    assert str(release) not in text and str(release.parent) not in text and "/tmp" not in text
+
+
+DIGITS_5000 = b'{"text": 1' + b"0" * 4999 + b"}"  # a 5,000-digit integer: int() refuses it in Python 3.11+
+NESTED = b"[" * 100_000  # 100 kB, under the 256 kB limit: json.loads would recurse until RecursionError
 
 
 @pytest.mark.parametrize(
@@ -170,6 +258,8 @@ def test_serve_predicts_one_text_or_a_batch(client: TestClient) -> None:
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
         ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "empty"),
         ({"content": b'{"text": "\xff"}', "headers": {"content-type": "application/json"}}, 400, "not UTF-8"),
+        ({"content": DIGITS_5000, "headers": {"content-type": "application/json"}}, 400, "cannot be read"),
+        ({"content": NESTED, "headers": {"content-type": "application/json"}}, 400, "nests deeper"),
         ({"json": ["great"]}, 422, '"text"'),
         ({"json": {"review": "great"}}, 422, '"text"'),
         ({"json": {"text": "a", "texts": ["b"]}}, 422, "either"),
@@ -179,7 +269,7 @@ def test_serve_predicts_one_text_or_a_batch(client: TestClient) -> None:
         ({"json": {"texts": []}}, 422, "non-empty list"),
         ({"json": {"texts": ["a", "b", "c", "d", "e"]}}, 422, "at most 4"),
         ({"json": {"texts": ["fine", "  "]}}, 422, "texts[1]"),
-        ({"json": {"text": "long " * 2000}}, 413, "over the limit"),
+        ({"json": {"text": "long " * 60_000}}, 413, "over the limit"),
     ],
 )
 def test_serve_refuses_bad_requests_with_a_reason(
