@@ -31,6 +31,7 @@ from torch import nn
 
 from dlkit.checkpoint import unwrap_model
 from dlkit.data import file_digest
+from dlkit.errors import UserError
 from dlkit.runs import atomic_write
 
 __all__ = [
@@ -53,7 +54,7 @@ WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(UserError, RuntimeError):
     """A release folder is missing a file, holds a corrupt one, or does not fit the model built for it."""
 
 

@@ -81,6 +81,7 @@ def project_main(package: str, commands: Mapping[str, str], argv: Sequence[str] 
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     command = commands[argv[0]][1:] if commands[argv[0]].startswith("=") else argv[0]
     module = importlib.import_module(f"{package}.{command}")
+    sys.argv[0] = f"python -m {package} {argv[0]}"  # what argparse names in usage and error lines
     return run_cli(lambda: module.main(argv[1:]))
 
 
@@ -147,18 +148,22 @@ def _with_tuples(cls: type, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_training(cfg: TrainConfig, run: RunFolder) -> torch.device:
-    """Threads, seed and device as the flags say; the run folder made and its config.json written;
-    temp files of a killed run's checkpoint writes removed. Returns the device."""
+    """Threads, seed and device as the flags say (under torchrun: this process's share, the process
+    group joined); the run folder made and its config.json written, and temp files of a killed run's
+    checkpoint writes removed, by process 0 only. Returns the device this process trains on."""
+    from dlkit.train import is_main_process, setup_distributed
+
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    device = get_device(cfg.device)
+    device = setup_distributed(cfg.device)  # get_device(cfg.device) without torchrun
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if not cfg.resume and run.checkpoint.exists():
-        print(f"note: {run.path} holds a run; starting over (--resume continues it)")
-    run.create().save_config(cfg)
-    remove_stale_temp_files(run.checkpoint)
+    if is_main_process():
+        if not cfg.resume and run.checkpoint.exists():
+            print(f"note: {run.path} holds a run; starting over (--resume continues it)")
+        run.create().save_config(cfg)
+        remove_stale_temp_files(run.checkpoint)
     return device
 
 

@@ -620,19 +620,21 @@ function showError(target, message) {
 """
 
 
-def html_page(*, title: str, form: str, script: str, intro: str = "", footer: str = "") -> str:
+def html_page(
+    *, title: str, form: str, script: str, intro: str = "", footer: str = "", style: str = ""
+) -> str:
     """A small product page: a header with the ``title``, an ``intro``, the project's ``form`` (HTML) in a
     card, a ``#result`` card (hidden while empty), its ``script``, and a ``footer`` line.
 
     The page's script can call ``showBars(target, predictions)`` to draw a bar per class from a list
     of ``{label, probability}``, and ``showError(target, message)`` to show an error where the result
-    would be.
+    would be. ``style`` is CSS of the project's own, after the template's.
     """
     return f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="{_FAVICON}">
-<title>{html.escape(title)}</title><style>{_STYLE}</style></head>
+<title>{html.escape(title)}</title><style>{_STYLE}{style}</style></head>
 <body>
 <header><div class="inner"><h1>{html.escape(title)}</h1>
 <span class="tag">Deep Learning with PyTorch</span></div></header>
