@@ -1,7 +1,9 @@
-"""`dlkit course --quick` on a fresh offline machine: no datasets, no network, and every lesson passes."""
+"""`dlkit course --quick` on a fresh offline machine: no datasets, no network, and every lesson passes,
+with outcomes whose ranges could all fail (in every track, lessons added later included)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import pytest
 from conftest import ROOT
 
 from dlkit.course import COURSE
+from dlkit.lesson import outcome_problems
 
 
 @pytest.mark.slow
@@ -49,4 +52,12 @@ def test_quick_course_passes_offline_with_no_data(tmp_path):
     for lesson in ("01_pytorch_basics", "04_training_loop", "05_optimization"):
         assert f"fundamentals/{lesson}" in report
     assert "digits" in report  # the real data that ships with scikit-learn
+    assert report.index("Quick mode is a smoke test") < report.index("| lesson |")  # said at the top
+    problems = []
+    for path in sorted((runs / "course").glob("*.json")):
+        data = json.loads(path.read_text())
+        problems += outcome_problems(data)
+        assert data["outcomes"], f"{data['lesson']} recorded no outcome"
+        assert not any(k.startswith("seconds") for k in data["outcomes"]), data["lesson"]
+    assert problems == []
     assert not (tmp_path / "empty_cache").exists() or not any((tmp_path / "empty_cache").rglob("*.gz"))

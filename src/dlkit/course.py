@@ -2,7 +2,10 @@
 
 ``dlkit course --quick`` runs each lesson with ``--quick``, reads the outcomes it recorded (see
 :mod:`dlkit.lesson`), prints a summary table and writes ``runs/course_report.md`` with the figures
-linked. A lesson passes when it exits 0 and every outcome it recorded is inside its expected range.
+linked. A lesson passes when it exits 0 and every outcome it recorded is inside its expected range
+(and that range could fail: see :func:`dlkit.lesson.range_problems`). When a lesson stops on an
+error, the report says which (the one line of a :class:`dlkit.errors.UserError`, e.g. a dataset that
+is missing and how to get it), not only that it failed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 __all__ = ["COURSE", "LessonResult", "find_root", "format_table", "run_course", "run_lesson", "write_report"]
 
-# The learning path: basics, from scratch, nn.Module, training, vision, NLP, generative models, RL.
+# The learning path: basics, from scratch, nn.Module, training, vision, NLP, generative models, RL,
+# then production (GPU efficiency, distributed training, deployment).
 COURSE: tuple[str, ...] = (
     "fundamentals/01_pytorch_basics",
     "fundamentals/02_neural_network_scratch",
@@ -30,14 +34,26 @@ COURSE: tuple[str, ...] = (
     "computer_vision/02_transfer_learning",
     "computer_vision/03_data_augmentation",
     "computer_vision/04_object_detection",
+    "computer_vision/05_faster_rcnn",
     "nlp/01_word_embeddings",
     "nlp/02_text_classification",
     "nlp/03_sequence_models",
     "nlp/04_attention_transformers",
+    "nlp/05_transfer_learning",
     "advanced/01_autoencoders",
     "advanced/02_variational_ae",
     "advanced/03_gans",
     "advanced/04_reinforcement_learning",
+    "production/01_gpu_efficiency",
+    "production/02_distributed",
+    "production/03_deployment",
+)
+
+QUICK_MODE_NOTE = (
+    "Quick mode is a smoke test: tiny data and few steps, offline, so that every lesson runs in seconds "
+    "on a CPU. Its outcomes check that each lesson's code works and still learns something measurable, "
+    "not how well it learns. The real results are the full-mode runs (`dlkit course` without `--quick`, "
+    "on the real datasets): the README's learning-path table lists them, measured, with their machine."
 )
 
 
@@ -52,11 +68,26 @@ class LessonResult:
     figures: list[str] = field(default_factory=list)
     data: dict[str, str] = field(default_factory=dict)
     log: str = ""
+    error: str = ""  # why the lesson stopped, when it did: its one-line error, else its last output line
 
     @property
     def passed(self) -> bool:
         return (
             self.returncode == 0 and bool(self.outcomes) and all(o["passed"] for o in self.outcomes.values())
+        )
+
+    @property
+    def why(self) -> str:
+        """Why the lesson failed, in one line ("" when it passed)."""
+        if self.passed:
+            return ""
+        if self.error:
+            return self.error
+        bad = [name for name, o in self.outcomes.items() if not o["passed"]]
+        if bad:
+            return "outcomes out of range or with a range that cannot fail: " + ", ".join(bad)
+        return (
+            "it recorded no outcome" if self.returncode == 0 else f"it exited with status {self.returncode}"
         )
 
 
@@ -110,12 +141,27 @@ def run_lesson(
     seconds = time.perf_counter() - start
     log_path.write_text(log)
     result = LessonResult(lesson, returncode, seconds, log=log)
+    finished = False
     if outcomes_path.exists():
         recorded = json.loads(outcomes_path.read_text())
         result.outcomes = recorded.get("outcomes", {})
         result.figures = recorded.get("figures", [])
         result.data = recorded.get("data", {})
+        result.error = recorded.get("error") or ""
+        finished = bool(recorded.get("finished"))
+    if returncode != 0 and not result.error and not finished:  # it stopped before lesson.finish()
+        result.error = _last_error_line(log)
     return result
+
+
+def _last_error_line(log: str) -> str:
+    """The line that says why a process stopped: argparse's or dlkit's "error: ...", else a traceback's
+    last line, else the last line of output."""
+    lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error:") or ": error: " in line:
+            return line
+    return lines[-1] if lines else ""
 
 
 def run_course(
@@ -139,7 +185,9 @@ def run_course(
         result = run_lesson(root, lesson, quick=quick, device=device, runs_dir=runs_dir, timeout=timeout)
         print(f"{'PASS' if result.passed else 'FAIL'} ({result.seconds:.1f} s)", flush=True)
         if not result.passed:
-            print("    " + "\n    ".join(result.log.strip().splitlines()[-15:]))
+            print(f"    why: {result.why}")
+            if not result.error:  # an outcome failed: its lines of the log say by how much
+                print("    " + "\n    ".join(result.log.strip().splitlines()[-15:]))
         results.append(result)
     return results
 
@@ -151,14 +199,24 @@ def _expected(o: dict[str, Any]) -> str:
     return f">= {lo:g}" if lo is not None else (f"<= {hi:g}" if hi is not None else "finite")
 
 
+def _short(text: str, width: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _flag(o: dict[str, Any]) -> str:
+    return "  <-- range cannot fail" if o.get("problems") else "  <-- out of range"
+
+
 def _rows(results: Sequence[LessonResult]) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for r in results:
         status = "PASS" if r.passed else ("FAIL" if r.returncode == 0 else f"FAIL (exit {r.returncode})")
-        items = list(r.outcomes.items()) or [("(no outcomes recorded)", None)]
+        stopped = f"(stopped: {_short(r.error)})" if r.error else "(no outcomes recorded)"
+        items: list[tuple[str, dict[str, Any] | None]] = [*r.outcomes.items()] or [(stopped, None)]
         for j, (name, o) in enumerate(items):
             value = f"{name} = {o['value']:.4g}" if o else name
-            expected = _expected(o) + ("" if o["passed"] else "  <-- out of range") if o else ""
+            expected = _expected(o) + ("" if o["passed"] else _flag(o)) if o else ""
             first = j == 0
             rows.append(
                 (
@@ -182,7 +240,13 @@ def format_table(results: Sequence[LessonResult]) -> str:
     total = sum(r.seconds for r in results)
     passed = sum(r.passed for r in results)
     lines.append(f"\n{passed}/{len(results)} lessons passed in {total:.1f} s")
+    lines += [f"  {r.lesson} failed: {r.why}" for r in results if not r.passed]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text that stays in its markdown table cell or list item: no pipes, one line."""
+    return " ".join(text.replace("|", "\\|").split())
 
 
 def write_report(results: Sequence[LessonResult], path: Path, *, quick: bool, machine: str) -> Path:
@@ -191,12 +255,13 @@ def write_report(results: Sequence[LessonResult], path: Path, *, quick: bool, ma
     lines = [
         f"# Course report ({mode} mode)",
         "",
+        *([QUICK_MODE_NOTE, ""] if quick else []),
         f"Machine: {machine}. Generated {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         "| lesson | outcome | expected | time | result |",
         "|---|---|---|---|---|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(results)]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in _rows(results)]
     passed = sum(r.passed for r in results)
     lines += [
         "",
@@ -205,6 +270,7 @@ def write_report(results: Sequence[LessonResult], path: Path, *, quick: bool, ma
     ]
     for r in results:
         lines += [f"## {r.lesson}", ""]
+        lines += [f"- **failed:** {_cell(r.why)}"] if not r.passed else []
         lines += [f"- data ({key}): {desc}" for key, desc in r.data.items()]
         log_name = r.lesson.replace("/", "__") + ".log"
         lines += [f"- log: [course/{log_name}](course/{log_name})", ""]

@@ -24,7 +24,7 @@ lesson = Lesson("fundamentals/01_pytorch_basics", Config, quick={{"value": 0.8}}
 fig, ax = plt.subplots()
 ax.plot([1, 2, 3])
 lesson.savefig(fig, "curve")
-lesson.record("score", lesson.cfg.value, min={min})
+lesson.record("score", lesson.cfg.value, min={min}, chance=0.25)
 {extra}
 lesson.finish()
 """
@@ -89,10 +89,19 @@ def test_get_device():
             get_device("cuda")
 
 
-def test_course_cli_in_repo_lists_lessons_in_order():
-    assert COURSE[0].startswith("fundamentals/01") and COURSE.index("nlp/01_word_embeddings") > COURSE.index(
-        "computer_vision/04_object_detection"
+def test_course_lists_lessons_in_order():
+    assert COURSE[0].startswith("fundamentals/01")
+    assert (
+        COURSE.index("computer_vision/05_faster_rcnn")
+        == COURSE.index("computer_vision/04_object_detection") + 1
     )
+    assert COURSE.index("nlp/05_transfer_learning") == COURSE.index("nlp/04_attention_transformers") + 1
+    assert COURSE.index("nlp/01_word_embeddings") > COURSE.index("computer_vision/05_faster_rcnn")
+    assert COURSE[-7:] == (
+        "advanced/01_autoencoders", "advanced/02_variational_ae", "advanced/03_gans",
+        "advanced/04_reinforcement_learning", "production/01_gpu_efficiency", "production/02_distributed",
+        "production/03_deployment",
+    )  # fmt: skip
 
 
 def test_progress_bar_does_not_change_the_data_order(monkeypatch):
@@ -118,3 +127,69 @@ def test_run_subcommand_dispatches_lists_and_rejects(capsys) -> None:
     assert "doctor" in capsys.readouterr().out
     assert run_subcommand("dlkit", commands, ["nope"], "usage line") == 2
     assert "unknown command 'nope'" in capsys.readouterr().err
+
+
+def test_an_expected_error_is_one_line_recorded_and_shown_by_the_course(tmp_path):
+    """A UserError (a dataset that is missing, say) prints one line, no traceback, and the course says why."""
+    failing = LESSON.format(min=0.5, extra="").replace(
+        "fig, ax = plt.subplots()",
+        "from dlkit.data import DatasetNotFoundError\n"
+        "raise DatasetNotFoundError('data missing: put imdb/ on DLKIT_DATA, or run with --quick')\n"
+        "fig, ax = plt.subplots()",
+    )
+    (tmp_path / "fundamentals").mkdir()
+    (tmp_path / "fundamentals" / "01_pytorch_basics.py").write_text(failing)
+    (result,) = run_course(tmp_path, quick=True, runs_dir=tmp_path / "runs", timeout=120)
+    assert result.returncode == 1 and not result.passed
+    assert "Traceback" not in result.log
+    assert "error: data missing: put imdb/ on DLKIT_DATA" in result.log
+    assert result.error.startswith("error: data missing") and result.why == result.error
+    saved = json.loads(
+        (tmp_path / "runs" / "fundamentals" / "01_pytorch_basics" / "outcomes.json").read_text()
+    )
+    assert saved["error"] == result.error and not saved["finished"]
+    assert "failed: error: data missing" in format_table([result])
+    report = write_report([result], tmp_path / "report.md", quick=True, machine="m").read_text()
+    assert "**failed:** error: data missing" in report and "stopped: error: data missing" in report
+
+
+def test_a_bug_keeps_its_traceback_and_is_recorded_too(tmp_path):
+    (tmp_path / "fundamentals").mkdir()
+    (tmp_path / "fundamentals" / "01_pytorch_basics.py").write_text(
+        LESSON.format(min=0.5, extra="").replace(
+            "fig, ax = plt.subplots()", "1 / 0\nfig, ax = plt.subplots()"
+        )
+    )
+    (result,) = run_course(tmp_path, quick=True, runs_dir=tmp_path / "runs", timeout=120)
+    assert "Traceback" in result.log and result.error == "ZeroDivisionError: division by zero"
+
+
+def test_a_value_out_of_range_says_why_without_outcomes(tmp_path):
+    (tmp_path / "fundamentals").mkdir()
+    script = LESSON.format(min=0.5, extra="").replace('quick={"value": 0.8}', 'quick={"value": -0.8}')
+    (tmp_path / "fundamentals" / "01_pytorch_basics.py").write_text(script)
+    (result,) = run_course(tmp_path, quick=True, runs_dir=tmp_path / "runs", timeout=120)
+    assert result.returncode == 2 and not result.outcomes
+    assert result.why.endswith("error: --value must be >= 0, not -0.8")
+
+
+def test_quick_report_says_it_is_a_smoke_test_and_where_the_real_results_are(tmp_path):
+    root = make_course(tmp_path)
+    results = run_course(root, quick=True, runs_dir=root / "runs", timeout=120)
+    quick = write_report(results, root / "runs" / "quick.md", quick=True, machine="m").read_text()
+    full = write_report(results, root / "runs" / "full.md", quick=False, machine="m").read_text()
+    assert "Quick mode is a smoke test" in quick.split("|")[0]  # at the top, before the table
+    assert "README" in quick and "full-mode" in quick
+    assert "smoke test" not in full
+
+
+def test_lesson_help_shows_the_title_not_a_config_repr(tmp_path):
+    import subprocess
+    import sys
+
+    root = make_course(tmp_path)
+    script = root / "fundamentals" / "01_pytorch_basics.py"
+    script.write_text("# %% [markdown]\n# # 01 · A title for the help\n" + script.read_text())
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True).stdout
+    assert "01 · A title for the help" in out and "--quick" in out
+    assert "Config(" not in out
