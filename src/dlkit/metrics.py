@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 __all__ = [
-    "CSVLogger", "EpochMeter", "accuracy", "calibration_bins", "confusion_matrix", "is_class_logits",
-    "num_correct",
+    "CSVLogger", "EpochMeter", "accuracy", "accuracy_of", "analogy_accuracy", "analogy_ranking",
+    "calibration_bins", "confusion_matrix", "detection_map", "is_class_logits", "nearest_words",
+    "num_correct", "predict_classes", "read_analogies",
 ]  # fmt: skip
 
 
@@ -154,3 +155,103 @@ def calibration_bins(confidence: torch.Tensor, correct: torch.Tensor, bins: int 
         "accuracy": acc.tolist(),
         "ece": ece,
     }
+
+
+@torch.no_grad()
+def predict_classes(
+    model: torch.nn.Module, x: torch.Tensor, *, batch_size: int = 1000, amp_dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """The argmax class of ``model(x)`` for every example of ``x``, ``batch_size`` at a time, in eval mode.
+
+    Each batch moves to the model's device; ``amp_dtype`` autocasts there (None: float32). Returns (N,)
+    int64 on the CPU.
+    """
+    from dlkit.device import autocast
+
+    model.eval()
+    device = next(model.parameters()).device
+    preds = []
+    for batch in x.split(batch_size):
+        with autocast(device, amp_dtype):
+            preds.append(model(batch.to(device)).argmax(dim=1).cpu())
+    return torch.cat(preds)
+
+
+def accuracy_of(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
+    """The fraction of examples of ``x`` whose predicted class (:func:`predict_classes`) is ``y``."""
+    return (
+        (predict_classes(model, x, batch_size=batch_size, amp_dtype=amp_dtype) == y.cpu())
+        .float()
+        .mean()
+        .item()
+    )
+
+
+def detection_map(
+    preds: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]]
+) -> dict[str, float]:
+    """COCO mean average precision of box detections, by torchmetrics (pycocotools inside).
+
+    ``preds``: one dict per image with "boxes" (K, 4) xyxy in pixels, "scores" (K,), "labels" (K,);
+    ``targets``: "boxes" and "labels". Returns "map" (mAP@[.5:.95]), "map_50" and "map_75".
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+    metric.update(preds, targets)
+    return {k: float(v) for k, v in metric.compute().items() if k in ("map", "map_50", "map_75")}
+
+
+# --- Word vectors: analogies and neighbours (NLP lesson 01) ----------------------------------------
+
+
+def _unit_rows(vectors: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(vectors.float(), dim=1)
+
+
+def read_analogies(path: str | Path, index: Mapping[str, int]) -> tuple[torch.Tensor, int]:
+    """The analogy questions of ``path`` (Mikolov et al.'s format: "a b c d" lines, ": section" titles)
+    whose four words are all in ``index`` (word -> row), as (Q, 4) row ids; and the number of questions."""
+    rows, total = [], 0
+    for line in Path(path).read_text().lower().splitlines():
+        if line.startswith(":"):  # a section title, e.g. ": capital-common-countries"
+            continue
+        total += 1
+        if all(w in index for w in line.split()):
+            rows.append([index[w] for w in line.split()])
+    return torch.tensor(rows, dtype=torch.long).view(-1, 4), total
+
+
+@torch.no_grad()
+def _analogy_scores(E: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Cosine of each unit row of E (V, D) with b - a + c for questions q (Q, 3+): (Q, V), a, b, c at -inf."""
+    return ((E[q[:, 1]] - E[q[:, 0]] + E[q[:, 2]]) @ E.T).scatter_(1, q[:, :3], -float("inf"))
+
+
+def analogy_accuracy(vectors: torch.Tensor, questions: torch.Tensor, chunk: int = 1024) -> float:
+    """3CosAdd: the fraction of questions "a : b :: c : d" (Q, 4) whose d is the row of ``vectors`` (V, D)
+    nearest (in cosine) to b - a + c, with a, b and c excluded; gensim's evaluate_word_analogies rule."""
+    E = _unit_rows(vectors)
+    correct = sum(
+        (_analogy_scores(E, q).argmax(dim=1) == q[:, 3]).sum().item() for q in questions.split(chunk)
+    )
+    return correct / max(len(questions), 1)
+
+
+def analogy_ranking(vectors: torch.Tensor, index: Mapping[str, int], a: str, b: str, c: str) -> list[int]:
+    """Every row id but a, b, c, nearest to b - a + c first: "a : b :: c : ranking[0]"."""
+    q = torch.tensor([[index[a], index[b], index[c]]])
+    return _analogy_scores(_unit_rows(vectors), q)[0].argsort(descending=True)[:-3].tolist()
+
+
+def nearest_words(vectors: torch.Tensor, words: list[str], word: str, k: int = 5) -> list[str]:
+    """The ``k`` words whose rows of ``vectors`` are nearest (in cosine) to ``word``'s, nearest first."""
+    E, i = _unit_rows(vectors), words.index(word)
+    return [words[j] for j in (E @ E[i]).topk(k + 1).indices.tolist() if j != i][:k]

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "image_grid", "plot_confusion_matrix", "plot_curves", "plot_history", "plot_reliability", "save_figure",
+    "image_grid", "plot_confusion_matrix", "plot_curves", "plot_detections", "plot_history",
+    "plot_reliability", "plot_word_pairs", "save_figure",
 ]  # fmt: skip
 
 
@@ -169,5 +170,67 @@ def plot_reliability(calib: Mapping[str, Any], *, title: str = "", unit: str = "
     ax.legend(loc="upper left", fontsize=8)
     ax_count.bar(centers, calib["count"], width=width * 0.9, color="C7")
     ax_count.set(xlabel="confidence (probability of the predicted class)", ylabel=unit)
+    fig.tight_layout()
+    return fig
+
+
+def plot_detections(
+    images: torch.Tensor,
+    targets: Sequence[Mapping[str, torch.Tensor]],
+    detections: Mapping[str, Sequence[Mapping[str, torch.Tensor]]],
+    classes: Sequence[str],
+    *,
+    min_score: float = 0.5,
+    num_images: int = 4,
+) -> Figure:
+    """The first ``num_images`` grey images (N, 1, H, W), one row per detector in ``detections``
+    ({"YOLO-style": preds, ...}, each a list of {"boxes", "scores", "labels"}): the true boxes dashed
+    green, the detections scoring above ``min_score`` solid orange with their class and score, and a
+    legend that says which is which."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    rows = len(detections)
+    fig, axes = plt.subplots(rows, num_images, figsize=(3 * num_images, 3.2 * rows), squeeze=False)
+    for row, (title, preds) in enumerate(detections.items()):
+        for col, ax in enumerate(axes[row]):
+            ax.imshow(images[col, 0].detach().cpu(), cmap="gray")
+            ax.set(title=title, xticks=[], yticks=[])
+            for x1, y1, x2, y2 in targets[col]["boxes"].tolist():
+                ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="lime", ls="--"))
+            p = preds[col]
+            for box, score, label in zip(
+                p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist(), strict=True
+            ):
+                if score <= min_score:
+                    continue
+                x1, y1, x2, y2 = box
+                ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="orange"))
+                ax.text(x1, y1 - 1, f"{classes[label]} {score:.2f}", color="orange", fontsize=7)
+    handles = [
+        Line2D([], [], color="lime", ls="--", label="true box"),
+        Line2D([], [], color="orange", label=f"detection (class, score > {min_score:g})"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_word_pairs(vectors: Mapping[str, torch.Tensor], groups: Mapping[str, Sequence[str]]) -> Figure:
+    """One panel per group of word pairs ``(a1, b1, a2, b2, ...)``: the words' vectors projected on their
+    top two principal axes, an arrow from each a to its b (parallel arrows: a shared offset such as
+    man -> woman, king -> queen). ``vectors`` maps each word to its (D,) vector."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.5), squeeze=False)
+    for ax, (group, words) in zip(axes[0], groups.items(), strict=True):
+        X = torch.stack([vectors[w].float() for w in words])  # (n, D)
+        X = X - X.mean(0)
+        xy = X @ torch.linalg.svd(X, full_matrices=False).Vh[:2].T  # (n, 2)
+        for (x0, y0), (x1, y1) in zip(xy[0::2].tolist(), xy[1::2].tolist(), strict=True):
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "0.6"})
+        ax.scatter(xy[:, 0], xy[:, 1], c=["tab:blue", "tab:red"] * (len(words) // 2))
+        for word, (x, y) in zip(words, xy.tolist(), strict=True):
+            ax.annotate(word, (x, y), textcoords="offset points", xytext=(4, 4))
+        ax.set(title=f"{group}: PCA of the vectors", xticks=[], yticks=[])
     fig.tight_layout()
     return fig

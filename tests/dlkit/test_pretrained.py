@@ -193,3 +193,72 @@ def test_torchvision_weights_from_the_hub_cache(
     with pytest.warns(UserWarning, match="does not start with"):
         assert load_backbone("mobilenet_v3_large", download=False).name == "efficientnet_lite0"
     assert no_network == []
+
+
+@pytest.fixture
+def local_server(tmp_path: Path):
+    """An HTTP server on 127.0.0.1 (no internet) serving tmp_path/served; "/stall" never answers."""
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(served), **kwargs)  # type: ignore[arg-type]
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.startswith("/stall"):
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                time.sleep(5)  # sends nothing: the client's read timeout must end the wait
+                return
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+
+
+def test_hub_checkpoint_downloads_checks_and_caches(
+    local_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlkit.data import file_digest
+
+    base, served = local_server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (served / "tmp.pth").write_bytes(b"weights" * 1000)
+    name = f"net-{file_digest(served / 'tmp.pth')[:8]}.pth"
+    (served / "tmp.pth").rename(served / name)
+    default_timeout = socket.getdefaulttimeout()
+    path = pretrained.hub_checkpoint(f"{base}/{name}", timeout=5)
+    assert path == tmp_path / "torch" / "hub" / "checkpoints" / name
+    assert path.read_bytes() == (served / name).read_bytes()
+    assert socket.getdefaulttimeout() == default_timeout  # never changed, not even for a moment
+    (served / name).unlink()
+    assert pretrained.hub_checkpoint(f"{base}/{name}", download=False) == path  # now from the cache
+    wrong = "net-00000000.pth"  # a file whose hash does not match its name is refused and not kept
+    (served / wrong).write_bytes(b"other bytes")
+    with pytest.raises(BackboneNotAvailableError, match="does not start with 00000000"):
+        pretrained.hub_checkpoint(f"{base}/{wrong}", timeout=5)
+    assert list(path.parent.iterdir()) == [path]
+
+
+def test_hub_checkpoint_stalled_transfer_fails_fast_with_its_own_timeout(
+    local_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = local_server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    start = time.perf_counter()
+    with pytest.raises(BackboneNotAvailableError, match="failed"):
+        pretrained.hub_checkpoint(f"{base}/stall-12345678.pth", timeout=0.5)
+    assert time.perf_counter() - start < 4
+    assert socket.getdefaulttimeout() is None
+    assert not any((tmp_path / "torch" / "hub" / "checkpoints").iterdir())  # no partial file left
