@@ -1,4 +1,5 @@
-"""The ``dlkit`` command: ``dlkit course [--quick]`` runs the course, ``dlkit doctor`` checks the machine."""
+"""The ``dlkit`` command: ``dlkit course [--quick]`` runs the course, ``dlkit doctor`` checks the machine,
+``dlkit exercises`` and ``dlkit check LESSON[.EXERCISE]`` check the learner's exercises."""
 
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ def _doctor(args: argparse.Namespace) -> int:
     return doctor_main()
 
 
+def _exercises(args: argparse.Namespace) -> int:
+    from dlkit.errors import run_cli
+    from dlkit.exercises import list_main
+
+    return run_cli(lambda: list_main(args.lessons, root=args.root))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from dlkit.errors import run_cli
+    from dlkit.exercises import check_main
+
+    return run_cli(lambda: check_main(args.exercise, file=args.file, root=args.root))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     course.set_defaults(func=_course)
     doctor = sub.add_parser("doctor", help="versions, devices, datasets found, and fixes for problems")
     doctor.set_defaults(func=_doctor)
+    exercises = sub.add_parser("exercises", help="every lesson's exercises: not started, failing or passing")
+    exercises.add_argument("lessons", nargs="*", help="only these lessons, e.g. fundamentals/02")
+    exercises.add_argument("--root", default=None, help="the repository root (default: found automatically)")
+    exercises.set_defaults(func=_exercises)
+    check = sub.add_parser("check", help="run the checks of a lesson's exercises and say what to fix")
+    check.add_argument(
+        "exercise", help="LESSON or LESSON.EXERCISE, e.g. fundamentals/02 or fundamentals/02.mse_grad"
+    )
+    check.add_argument("--file", default=None, help="check this copy of the lesson (.py or .ipynb) instead")
+    check.add_argument("--root", default=None, help="the repository root (default: found automatically)")
+    check.set_defaults(func=_check)
     return parser
 
 
