@@ -256,7 +256,7 @@ def _learner_error(exc: BaseException, filename: str | None) -> str:
     where = ""
     frames = traceback.extract_tb(exc.__traceback__)
     mine = [f for f in frames if filename and f.filename == filename]
-    if mine:
+    if mine and filename:
         where = f" (line {mine[-1].lineno} of {Path(filename).name}: `{(mine[-1].line or '').strip()}`)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}{': ' + text if text else ''}{where}"

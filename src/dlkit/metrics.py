@@ -65,7 +65,7 @@ class CSVLogger:
     def log(self, row: Mapping[str, Any]) -> None:
         """Write ``row``; keys that the first row did not have are left out, missing ones left empty."""
         new_file = self.fieldnames is None
-        if new_file:
+        if self.fieldnames is None:
             self.fieldnames = list(row)
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a" if not new_file else "w", newline="") as f:
