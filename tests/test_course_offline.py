@@ -16,6 +16,7 @@ from dlkit.lesson import outcome_problems
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # 22 lessons, each its own process: about 5 minutes on an idle 2-core CPU
 def test_quick_course_passes_offline_with_no_data(tmp_path):
     env = {
         **os.environ,
@@ -42,7 +43,7 @@ def test_quick_course_passes_offline_with_no_data(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1400,
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     n = sum((ROOT / f"{lesson}.py").exists() for lesson in COURSE)
