@@ -4,32 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "run_subcommand"]
-
-
-def run_subcommand(package: str, commands: dict[str, str], argv: Sequence[str] | None, usage: str) -> int:
-    """``python -m PACKAGE COMMAND [flags]``: run ``PACKAGE.COMMAND.main(flags)``, or list the commands.
-
-    Each project's ``__main__`` is this one call; each command is a module with a ``main(argv)``.
-    Exit status: the command's (0 when it returns None); 2 for an unknown command.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"unknown command {argv[0]!r}", file=sys.stderr)
-        print(usage)
-        width = max(map(len, commands))
-        for name, text in commands.items():
-            print(f"  {name:<{width}s}  {text}")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    result = importlib.import_module(f"{package}.{argv[0]}").main(argv[1:])
-    return result if isinstance(result, int) else 0
+__all__ = ["main"]
 
 
 def _machine() -> str:

@@ -54,6 +54,7 @@ import torch
 from dlkit.config import config_to_dict, parse_config, save_config
 from dlkit.device import describe_device, get_device, seed_everything
 from dlkit.errors import UserError, format_error, install_excepthook
+from dlkit.runs import atomic_write, runs_root
 
 __all__ = [
     "Lesson", "LessonConfig", "approx", "exactly", "in_notebook", "outcome_problems", "range_problems",
@@ -141,16 +142,9 @@ def in_notebook() -> bool:
     return "ipykernel" in sys.modules
 
 
-def runs_root() -> Path:
-    """Where runs are written: ``$DLKIT_RUNS`` or ``./runs``."""
-    return Path(os.environ.get("DLKIT_RUNS", "runs"))
-
-
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    # NaN is allowed here (unlike dlkit.runs.write_json): a broken lesson's outcome is reported, not lost
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 class Lesson(Generic[C]):
