@@ -1,5 +1,6 @@
-"""The ``dlkit`` command: ``dlkit course [--quick]`` runs the course, ``dlkit doctor`` checks the machine,
-``dlkit exercises`` and ``dlkit check LESSON[.EXERCISE]`` check the learner's exercises."""
+"""The dlkit command: `dlkit course [--quick]` runs the course, `dlkit doctor` checks the machine,
+`dlkit exercises` lists the exercises and their state, `dlkit check LESSON[.EXERCISE]` checks them.
+"""
 
 from __future__ import annotations
 
