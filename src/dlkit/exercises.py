@@ -251,6 +251,20 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """One thread (the checks' inputs are tiny) and the caller's random state untouched afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _learner_error(exc: BaseException, filename: str | None) -> str:
     """``TypeError: ... (line 12 of fundamentals/02...py)``: the learner's frame, not a traceback."""
     where = ""
@@ -268,7 +282,7 @@ def check_answer(exercise: Exercise, answer: Any, check: Callable[[Any], Any], *
     if answer is None:
         return Result(exercise, NOT_STARTED, f"`{exercise.name}` is not defined")
     try:
-        with _time_limit(seconds):
+        with _time_limit(seconds), _quiet_torch():
             check(answer)
     except NotImplementedError:
         return Result(exercise, NOT_STARTED, "still raises NotImplementedError: replace the stub's body")
