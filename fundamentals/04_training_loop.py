@@ -24,32 +24,32 @@ import sys
 import time
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, random_split
+from torch.utils.data import DataLoader, Dataset
 
 from dlkit.checkpoint import load_checkpoint
-from dlkit.data import choose_dataset, load_train_test
+from dlkit.config import flag
+from dlkit.data import Standardize, choose_dataset, load_train_test, split
 from dlkit.device import seed_everything
 from dlkit.lesson import Lesson, LessonConfig
-from dlkit.plots import image_grid, plot_curves
+from dlkit.plots import image_grid, plot_history
 from dlkit.train import fit
 
 
 @dataclass
 class Config(LessonConfig):
-    num_train: int = 0  # training images to use; 0 = all 60,000
-    num_test: int = 0  # test images to use; 0 = all 10,000
+    num_train: int = flag(0, help="training images to use (0: all 60,000)", min=0)
+    num_test: int = flag(0, help="test images to use (0: all 10,000)", min=0)
     val_fraction: float = 0.1  # of the training images, held out to decide when to stop
-    hidden: int = 256
-    dropout_p: float = 0.2
-    lr: float = 3e-4
+    hidden: int = flag(256, help="units of the first hidden layer (the second has half)", min=2, max=8192)
+    dropout_p: float = flag(0.2, help="dropout after each hidden layer", min=0, max=0.9)
+    lr: float = flag(3e-4, help="Adam's learning rate", above=0, max=1)
     batch_size: int = 64
-    num_epochs: int = 30  # an upper bound: early stopping ends the run sooner
-    patience: int = 3  # epochs without a better validation loss before we stop
-    resume_epochs: int = 4  # length of the run that is interrupted and resumed
-    stop_after: int = 2  # the epoch after which that run is "killed"
+    num_epochs: int = flag(30, help="an upper bound: early stopping ends the run sooner", min=1, max=1000)
+    patience: int = flag(3, help="epochs without a better validation loss before we stop", min=1, max=100)
+    resume_epochs: int = flag(4, help="length of the run that is interrupted and resumed", min=2, max=100)
+    stop_after: int = flag(2, help="the epoch after which that run is killed (< resume epochs)", min=1)
 
 
 quick = {"num_train": 3000, "num_test": 1000, "lr": 1e-3, "resume_epochs": 3}
@@ -58,19 +58,18 @@ cfg, device = lesson.cfg, lesson.device
 
 # Quick mode never needs the network: a Fashion-MNIST subset when it is on disk, else sklearn's digits.
 name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
-print("data:", "Fashion-MNIST (28x28)" if name == "fashion_mnist" else "scikit-learn digits (8x8)")
-train_data, test_data = load_train_test(name, num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed)
-lesson.uses_data("train", train_data.source)
-lesson.uses_data("test", test_data.source)
-classes, num_classes = train_data.classes, len(train_data.classes)
-lesson.savefig(image_grid(train_data.x[:16], [classes[i] for i in train_data.y[:16]]), "samples")
+all_train, test_data = load_train_test(name, num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed)
+lesson.uses_data(name, f"train: {all_train.source}; test: {test_data.source}")
+classes, num_classes = all_train.classes, len(all_train.classes)
+lesson.savefig(image_grid(all_train.x[:16], [classes[i] for i in all_train.y[:16]]), "samples")
 
 # %% [markdown]
 # ## A Dataset: how to get example number i
 #
 # A `Dataset` needs `__len__` (how many examples) and `__getitem__(i)` (example i, as tensors): the place
 # for per-example work such as decoding a file, augmenting, normalising. A transform is any callable on
-# one example; ours standardises each image with the mean and standard deviation of the training images.
+# one example; ours, `dlkit.data.Standardize`, maps x to (x - mean) / std with the mean and standard
+# deviation of the training images (a class, not a lambda, so that worker processes can receive it).
 
 
 # %%
@@ -89,29 +88,16 @@ class ImageDataset(Dataset):
         return (x if self.transform is None else self.transform(x)), self.y[i]
 
 
-class Standardize:
-    """x -> (x - mean) / std. A class rather than a lambda, so that worker processes can receive it."""
-
-    def __init__(self, mean: float, std: float) -> None:
-        self.mean, self.std = mean, std
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 # A seeded split holds out the same images in every run; otherwise a resumed run would validate on
 # images it had trained on.
-num_val = int(len(train_data) * cfg.val_fraction)
-sizes, split_gen = [len(train_data) - num_val, num_val], torch.Generator().manual_seed(cfg.seed)
-train_idx, val_idx = (list(part) for part in random_split(range(len(train_data)), sizes, split_gen))
-X_fit = train_data.x[train_idx]  # statistics from the training part only: no peeking at val or test
-standardize = Standardize(X_fit.mean().item(), X_fit.std().item())
-train_set = ImageDataset(X_fit, train_data.y[train_idx], standardize)
-val_set = ImageDataset(train_data.x[val_idx], train_data.y[val_idx], standardize)
+val_data, train_data = split(all_train, int(len(all_train) * cfg.val_fraction), seed=cfg.seed)
+standardize = Standardize.fit(train_data.x)  # statistics of the training part only: no peeking
+train_set = ImageDataset(train_data.x, train_data.y, standardize)
+val_set = ImageDataset(val_data.x, val_data.y, standardize)
 test_set = ImageDataset(test_data.x, test_data.y, standardize)
 x0, y0 = train_set[0]
-print(f"train {len(train_set):,}  val {len(val_set):,}  test {len(test_set):,}")
-print(f"example 0: x {tuple(x0.shape)}, mean {x0.mean():.2f}, label {y0.item()} ({classes[y0]})")
+print(f"train {len(train_set):,}, val {len(val_set):,}, test {len(test_set):,}; {standardize}; example 0: "
+      f"x {tuple(x0.shape)}, mean {x0.mean():.2f}, label {classes[y0]}")  # fmt: skip
 
 # %% [markdown]
 # What to notice: validation images come out of the *training* set. Every decision (when to stop, which
@@ -131,8 +117,7 @@ def epoch_orders(generator: torch.Generator, num_epochs: int = 2) -> list[list[i
     return [next(iter(loader)).tolist() for _ in range(num_epochs)]
 
 
-orders = epoch_orders(torch.Generator().manual_seed(cfg.seed))
-orders_again = epoch_orders(torch.Generator().manual_seed(cfg.seed))
+orders, orders_again = (epoch_orders(torch.Generator().manual_seed(cfg.seed)) for _ in range(2))
 print(f"epoch 1: {orders[0]}\nepoch 2: {orders[1]}\nreseeded, epochs 1 and 2: {orders_again}")
 lesson.record("shuffle_epochs_differ", float(orders[0] != orders[1]), min=1)
 lesson.record("shuffle_seed_repeats", float(orders == orders_again), min=1)
@@ -143,8 +128,7 @@ pin = device.type == "cuda"
 
 
 def make_train_loader(generator: torch.Generator, num_workers: int = 0) -> DataLoader:
-    # Workers are forked: spawning would re-run this whole script in each (see below).
-    context = "fork" if num_workers else None
+    context = "fork" if num_workers else None  # spawned workers would re-run this script (see below)
     return DataLoader(train_set, cfg.batch_size, shuffle=True, generator=generator, pin_memory=pin,
                       num_workers=num_workers, multiprocessing_context=context)  # fmt: skip
 
@@ -157,31 +141,21 @@ print(f"a batch: X {tuple(X.shape)}, y {tuple(y.shape)}; {len(train_loader)} bat
 
 # %% [markdown]
 # What to notice: a batch is `(B, C, H, W)` and `(B,)`; an epoch has `ceil(N / B)` batches, the last
-# one smaller unless `drop_last=True`.
-#
-# With `num_workers=k`, k processes prepare the next batches while the model trains: that pays when an
-# example is expensive to make (a JPEG to decode, an augmentation) and costs when it is cheap, since
-# each batch is sent between processes. Workers restart every epoch unless `persistent_workers=True`.
-# Where workers are *spawned* (Windows, macOS) each one re-imports the script: keep a script's
-# top-level code under `if __name__ == "__main__":`. Full mode measures both.
-
+# one smaller unless `drop_last=True`. With `num_workers=k`, k processes prepare the next batches
+# while the model trains: that pays when an example is expensive to make (a JPEG to decode, an
+# augmentation) and costs when it is cheap, since each batch is sent between processes. Workers
+# restart every epoch unless `persistent_workers=True`. Where workers are *spawned* (Windows, macOS)
+# each one re-imports the script: keep its top-level code under `if __name__ == "__main__":`.
 
 # %%
-def batches_per_second(num_workers: int, num_batches: int = 300) -> float:
-    """Batches per second from a fresh loader, worker start-up included (as at every epoch's start)."""
-    loader = make_train_loader(torch.Generator().manual_seed(cfg.seed), num_workers)
-    num_batches, start = min(num_batches, len(loader)), time.perf_counter()
-    for i, _ in enumerate(loader):
-        if i + 1 == num_batches:
-            break
-    return num_batches / (time.perf_counter() - start)
-
-
 if lesson.quick or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
     print("the loader speed comparison runs in full mode on Linux")
-else:
-    for workers in (0, 2):
-        lesson.record(f"batches_per_s_workers_{workers}", batches_per_second(workers), min=1)
+else:  # a speed depends on the machine and its load: printed, never a recorded outcome
+    for workers in (0, 2):  # 300 batches from a fresh loader, worker start-up included
+        loader = make_train_loader(torch.Generator().manual_seed(cfg.seed), workers)
+        start = time.perf_counter()
+        n = sum(1 for _ in zip(range(300), loader, strict=False))
+        print(f"{workers} workers: {n / (time.perf_counter() - start):.0f} batches per second")
 
 # %% [markdown]
 # ## The training loop, by hand
@@ -195,13 +169,20 @@ loss_fn = nn.CrossEntropyLoss()
 
 
 def make_model() -> nn.Module:
-    num_inputs = math.prod(train_data.x.shape[1:])  # C * H * W
+    num_inputs = math.prod(all_train.x.shape[1:])  # C * H * W
     return nn.Sequential(
         nn.Flatten(),  # (B, C, H, W) -> (B, C*H*W)
         nn.Linear(num_inputs, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout_p),
         nn.Linear(cfg.hidden, cfg.hidden // 2), nn.ReLU(), nn.Dropout(cfg.dropout_p),
         nn.Linear(cfg.hidden // 2, num_classes),
     )  # fmt: skip
+
+
+def fresh_run(seed: int) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator, DataLoader]:
+    """A new model, its Adam optimizer, and a shuffling loader with its own generator, all from seed."""
+    seed_everything(seed)
+    model, loader_gen = make_model().to(device), torch.Generator().manual_seed(seed)
+    return model, torch.optim.Adam(model.parameters(), lr=cfg.lr), loader_gen, make_train_loader(loader_gen)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> tuple:
@@ -247,12 +228,10 @@ def fit_by_hand(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[lis
     """Train until the validation loss stops improving, then restore the best weights."""
     rows, best_loss, best_epoch, best_state = [], math.inf, 0, None
     for epoch in range(1, cfg.num_epochs + 1):
-        start = time.perf_counter()
         train_loss, train_acc = train_one_epoch(model, train_loader, optimizer)
         val_loss, val_acc = evaluate(model, val_loader)
         rows.append(dict(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc))
-        metrics = "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items())
-        print(f"epoch {epoch:2d}  {metrics}  {time.perf_counter() - start:.1f}s")
+        print(f"epoch {epoch:2d}  " + "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()))
         if val_loss < best_loss:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= cfg.patience:
@@ -262,32 +241,26 @@ def fit_by_hand(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[lis
     return rows, best_epoch, best_loss
 
 
-seed_everything(cfg.seed)
-model = make_model().to(device)
-optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-start = time.perf_counter()
+model, optimizer, _, _ = fresh_run(cfg.seed)
 rows, best_epoch, best_loss = fit_by_hand(model, optimizer)
-print(f"{len(rows)} epochs in {time.perf_counter() - start:.1f}s")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-for ax, metric in zip(axes, ("loss", "acc"), strict=True):
-    curves = {f"{part}_{metric}": [r[f"{part}_{metric}"] for r in rows] for part in ("train", "val")}
-    plot_curves(curves, title=f"{metric} per epoch", xlabel="epoch", ylabel=metric, ax=ax)
+fig = plot_history(rows, title="MLP, loop by hand")
+for ax in fig.axes:
     ax.axvline(best_epoch, color="gray", linestyle="--", label=f"kept: epoch {best_epoch}")
     ax.legend()
 lesson.savefig(fig, "curves")
-lesson.record("epochs_run", len(rows), min=1, max=cfg.num_epochs)
-lesson.record("best_epoch", best_epoch, min=1, max=len(rows))
-lesson.record("early_stopped", float(len(rows) < cfg.num_epochs), min=1)
+print(f"ran {len(rows)} of at most {cfg.num_epochs} epochs; kept epoch {best_epoch}")
+lesson.record("early_stopped", float(len(rows) < cfg.num_epochs and best_epoch < len(rows)), min=1)
 lesson.record("restored_val_loss_gap", abs(evaluate(model, val_loader)[0] - best_loss), max=1e-5)
-lesson.record("test_acc", evaluate(model, test_loader)[1], min=0.88 if not lesson.quick else 0.70)
+test_acc = evaluate(model, test_loader)[1]  # the test set, used once
+lesson.record("test_acc", test_acc, min=0.88 if not lesson.quick else 0.70, chance=1 / num_classes)
 
 # %% [markdown]
 # What to notice: the training loss keeps falling while the validation loss levels off and turns up:
 # the model begins to memorise its training images. The dashed line marks the epoch whose weights we
 # kept; the run went on for `patience` more epochs to be sure. The restored model gives the best
-# validation loss again, and the test set, used only now, gives the accuracy we report.
+# validation loss again.
 #
 # ## Saving and loading weights
 #
@@ -299,8 +272,8 @@ path = lesson.run_dir / "mlp_best.pt"
 torch.save(model.state_dict(), path)
 reloaded = make_model().to(device)
 reloaded.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-X = next(iter(test_loader))[0].to(device)
 with torch.no_grad():
+    X = next(iter(test_loader))[0].to(device)
     reload_diff = (model.eval()(X) - reloaded.eval()(X)).abs().max()
 print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB, keys {list(reloaded.state_dict())[:4]} ...")
 lesson.record("state_dict_reload_max_abs_diff", reload_diff, max=0)
@@ -330,11 +303,8 @@ def set_rngs(rngs: dict[str, torch.Tensor], loader_gen: torch.Generator) -> None
 
 def train_with_checkpoints(path, num_epochs: int, *, seed: int, stop_after=None, restore_rng=True):
     """Train from scratch, or on from the checkpoint at path if there is one; save after every epoch."""
-    seed_everything(seed)
-    model = make_model().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loader_gen = torch.Generator().manual_seed(seed)
-    loader, start_epoch = make_train_loader(loader_gen), 0
+    model, optimizer, loader_gen, loader = fresh_run(seed)
+    start_epoch = 0
     if path.exists():
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(checkpoint["model"])
@@ -361,11 +331,9 @@ ckpt_dir.mkdir(parents=True)
 straight = train_with_checkpoints(ckpt_dir / "straight.pt", E, seed=cfg.seed)
 train_with_checkpoints(ckpt_dir / "killed.pt", E, seed=cfg.seed, stop_after=cfg.stop_after)
 shutil.copy(ckpt_dir / "killed.pt", ckpt_dir / "killed_copy.pt")
-# A new process starts from other random numbers; a different seed makes sure all of them come from
-# the checkpoint.
+# A restarted process has other random numbers: a new seed makes sure they all come from the checkpoint.
 resumed = train_with_checkpoints(ckpt_dir / "killed.pt", E, seed=cfg.seed + 1)
 no_rng = train_with_checkpoints(ckpt_dir / "killed_copy.pt", E, seed=cfg.seed + 1, restore_rng=False)
-print(f"{E} epochs straight vs {cfg.stop_after} epochs, killed, resumed for {E - cfg.stop_after}")
 lesson.record("resume_max_abs_diff", max_abs_diff(straight, resumed), max=1e-6)
 lesson.record("resume_without_rng_max_abs_diff", max_abs_diff(straight, no_rng), min=1e-6)
 
@@ -378,26 +346,19 @@ lesson.record("resume_without_rng_max_abs_diff", max_abs_diff(straight, no_rng),
 #
 # `dlkit.train.fit` calls `train_one_epoch` and `evaluate`, written as above, once per epoch, and adds
 # bf16 autocast where it pays (`amp=None`, the default; off here to compare bit for bit), progress bars,
-# early stopping, `metrics.csv` in `run_dir` and a checkpoint every epoch. Its `save_checkpoint`
-# (in `dlkit.checkpoint`) writes a temporary file, flushes it to disk and renames it over the old one:
-# a run killed mid-save keeps its last good checkpoint. It saves the *global* generators (Python,
-# NumPy, torch, CUDA, MPS), which is why `dlkit.train.make_loader` shuffles with the global one.
-# Mind one subtlety: iterating *any* DataLoader, even an unshuffled one, draws a seed for its workers
+# early stopping, `metrics.csv` in `run_dir` and a checkpoint every epoch, written to a temporary file
+# and renamed over the old one: a run killed mid-save keeps its last good checkpoint. It saves the
+# *global* generators (Python, NumPy, torch, CUDA, MPS), which is why `dlkit.train.make_loader` shuffles
+# with the global one. Iterating *any* DataLoader, even an unshuffled one, draws a seed for its workers
 # from that generator, so the loop by hand evaluates after each epoch too, as `fit` does.
 
 # %%
 fit_dir = lesson.run_dir / "fit"
-seed_everything(cfg.seed)
-fit_model = make_model().to(device)
-fit_optimizer = torch.optim.Adam(fit_model.parameters(), lr=cfg.lr)
-fit_loader = make_train_loader(torch.Generator().manual_seed(cfg.seed))
+fit_model, fit_optimizer, _, fit_loader = fresh_run(cfg.seed)
 fit(fit_model, fit_optimizer, fit_loader, val_loader, loss_fn=loss_fn, num_epochs=cfg.stop_after, amp=False,
-    device=device, progress=False, run_dir=fit_dir, checkpoint_path=fit_dir / "last.pt")  # fmt: skip
+    device=device, run_dir=fit_dir, checkpoint_path=fit_dir / "last.pt")  # fmt: skip
 
-seed_everything(cfg.seed)
-by_hand = make_model().to(device)
-hand_optimizer = torch.optim.Adam(by_hand.parameters(), lr=cfg.lr)
-hand_loader = make_train_loader(torch.Generator().manual_seed(cfg.seed))
+by_hand, hand_optimizer, _, hand_loader = fresh_run(cfg.seed)
 for _ in range(cfg.stop_after):
     train_one_epoch(by_hand, hand_loader, hand_optimizer)
     evaluate(by_hand, val_loader)
@@ -409,13 +370,80 @@ lesson.record("fit_vs_hand_max_abs_diff", max_abs_diff(fit_model, by_hand), max=
 # %% [markdown]
 # ## What you measured
 #
-# - shuffling gives every epoch a new order, and a seeded generator gives the same orders again;
-# - the loop written by hand, with early stopping: how many epochs it ran, which one it kept, and the
-#   test accuracy of those weights (at least 88% in full mode, 70% in quick mode);
-# - a reloaded `state_dict` gives exactly the same outputs;
-# - a run interrupted and resumed from a full checkpoint ends with the same weights as an
-#   uninterrupted one; without the RNG states it does not;
-# - `dlkit.train.fit` produces the same weights as the loop written here.
+# Shuffling gives every epoch a new order, a seeded generator the same orders again. The loop by hand
+# stopped early and kept its best epoch (88% test accuracy or more in full mode). A reloaded `state_dict`
+# gives the same outputs, a killed run resumed with its RNG states the uninterrupted weights; `fit` = loop.
 
 # %%
 lesson.finish()
+
+# %% [markdown]
+# ## Exercises
+# Each cell below holds a stub: read its docstring, replace `raise NotImplementedError` with your
+# code, then run the check cell at the end (or `dlkit check fundamentals/04` in a terminal). The
+# checks run your loop on a tiny model and compare the weights with a reference loop's.
+
+# %% tags=["exercise"]
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def train_resumable(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    path: Path,
+    num_steps: int,
+) -> None:
+    """Make this loop resume: one step per batch (`F.cross_entropy`) for steps start .. num_steps - 1.
+
+    start is 0, unless `path` exists: then load it (`weights_only=True`) and restore the model, the
+    optimizer and torch's RNG (`torch.set_rng_state`) before going on from its step. After every step
+    `torch.save` {"model", "optimizer", "step", "rng"} to path: a run killed after step 3 and resumed
+    (fresh model, other random numbers) must end with the weights of an uninterrupted run.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+from torch import nn
+
+
+def accumulated_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    micro_batch_size: int,
+) -> None:
+    """Take ONE optimizer step equal to a step on the whole batch (X, y), using micro-batches.
+
+    Run `X.split(micro_batch_size)` through the model one at a time, and let `backward()` add their
+    gradients up (zero them once, first). Scale each micro-batch's mean `F.cross_entropy` so the sum is
+    the full batch's mean loss, even when the last micro-batch is smaller.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+from torch import nn
+
+
+def evaluate_in_batches(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
+    """Return (mean F.cross_entropy loss, accuracy) of model on (X, y), in batches of batch_size.
+
+    As the lesson's `evaluate`: eval mode (dropout off, batch norm on its running statistics) and no
+    graph (`torch.no_grad()`). Average over examples, not batches, and put the model back in the
+    mode it was in (`model.training`).
+    """
+    raise NotImplementedError
+
+
+# %%
+lesson.check_exercises(globals())

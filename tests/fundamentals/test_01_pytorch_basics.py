@@ -8,6 +8,8 @@ import pytest
 import torch
 from conftest import ROOT, load_definitions, outcome, run_lesson
 
+from dlkit.lesson import outcome_problems
+
 LESSON = "fundamentals/01_pytorch_basics.py"
 
 
@@ -36,13 +38,14 @@ def test_autograd(outcomes: dict[str, Any]) -> None:
     assert outcome(outcomes, "gradcheck_passed") == 1.0
 
 
-def test_timing_is_recorded_and_gpu_only_with_a_gpu(outcomes: dict[str, Any]) -> None:
-    assert outcome(outcomes, "cpu_matmul_gflops") > 0.0
-    on_gpu = outcomes["device"].startswith(("cuda", "mps"))
-    assert ("gpu_matmul_speedup" in outcomes["outcomes"]) == on_gpu
-    if not on_gpu:
+def test_timings_are_printed_not_recorded_and_every_range_can_fail(outcomes: dict[str, Any]) -> None:
+    assert "GFLOP/s" in outcomes["stdout"]
+    assert not any("matmul" in name for name in outcomes["outcomes"])  # a time depends on the machine
+    if not outcomes["device"].startswith(("cuda", "mps")):
         assert "GPU timing skipped" in outcomes["stdout"]
     assert all(o["passed"] for o in outcomes["outcomes"].values())
+    assert outcome_problems(outcomes) == []
+    assert "# exercises: 0 passing, 0 failing, 3 not started" in outcomes["stdout"]  # the stubs, as shipped
 
 
 def test_central_difference_matches_autograd_on_another_function() -> None:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, load_definitions, outcome, run_lesson
 
+from dlkit.lesson import outcome_problems
+
 LESSON = "fundamentals/02_neural_network_scratch.py"
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 LOSSES = ("mse", "cross_entropy")
@@ -29,8 +31,8 @@ def test_lesson_runs_in_quick_mode(tmp_path):
     for activation in ACTIVATIONS:
         for loss in LOSSES:
             assert outcome(data, f"grad_diff_{activation}_{loss}") < 1e-8
-    assert outcome(data, "test_acc") >= 0.80
-    assert outcome(data, "train_loss") < 1.0
+    assert all(o["passed"] for o in data["outcomes"].values()) and outcome_problems(data) == []
+    assert data["outcomes"]["test_acc"]["chance"] == 0.1  # ten digits
     assert data["finished"]
     assert {Path(f).name for f in data["figures"]} == {"training_loss.png", "test_predictions.png"}
 

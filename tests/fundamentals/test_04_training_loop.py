@@ -1,17 +1,29 @@
-"""Lesson 04 (the training loop) in quick mode: shuffling, early stopping, checkpoints and resume."""
+"""Lesson 04 (the training loop) in quick mode: shuffling, early stopping, checkpoints and resume.
+
+The lesson checks its own outcomes against their ranges (and that each range can fail); these tests
+check that it recorded what it teaches, and the from-scratch pieces against PyTorch's own.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, load_definitions, outcome, run_lesson
+from conftest import ROOT, load_definitions, run_lesson
 from torch.utils.data import DataLoader, TensorDataset
 
+from dlkit.data import Standardize
+from dlkit.lesson import outcome_problems
+
 LESSON = "fundamentals/04_training_loop.py"
-PATIENCE, MAX_EPOCHS, QUICK_RESUME_EPOCHS = 3, 30, 3  # the lesson's defaults and quick override
+OUTCOMES = {
+    "shuffle_epochs_differ", "shuffle_seed_repeats", "early_stopped", "restored_val_loss_gap", "test_acc",
+    "state_dict_reload_max_abs_diff", "resume_max_abs_diff", "resume_without_rng_max_abs_diff",
+    "fit_vs_hand_max_abs_diff",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -22,55 +34,36 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
-def test_shuffling_changes_every_epoch_and_a_seed_repeats_it(result):
-    assert outcome(result, "shuffle_epochs_differ") == 1.0
-    assert outcome(result, "shuffle_seed_repeats") == 1.0
+def test_records_what_it_teaches_with_ranges_that_can_fail(result):
+    assert set(result["outcomes"]) == OUTCOMES  # the loader speeds are printed in full mode, not recorded
+    assert all(o["passed"] for o in result["outcomes"].values())
+    assert outcome_problems(result) == []
+    assert result["outcomes"]["test_acc"]["chance"] == pytest.approx(0.1)
 
 
-def test_accuracy_on_the_test_set(result):
-    assert outcome(result, "test_acc") >= 0.70
+def test_run_folder_data_and_figures(result):
+    assert result["quick"] and result["finished"]
+    assert list(result["data"]) in (["fashion_mnist"], ["digits"])  # the set it used, named
+    assert {Path(f).name for f in result["figures"]} == {"samples.png", "curves.png"}
+    assert len((result["run_dir"] / "fit" / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + 2
+    assert "early stop: no better validation loss since epoch" in result["stdout"]
+    assert "# exercises: 0 passing, 0 failing, 3 not started" in result["stdout"]  # the stubs, as shipped
 
 
-def test_early_stopping_keeps_the_best_epoch(result):
-    epochs_run, best_epoch = outcome(result, "epochs_run"), outcome(result, "best_epoch")
-    assert outcome(result, "early_stopped") == 1.0
-    assert epochs_run < MAX_EPOCHS
-    assert epochs_run == best_epoch + PATIENCE  # stopped exactly `patience` epochs after the best one
-    assert outcome(result, "restored_val_loss_gap") < 1e-5  # the best weights are the ones put back
-
-
-def test_state_dict_round_trip(result):
-    assert outcome(result, "state_dict_reload_max_abs_diff") == 0.0
-    state = torch.load(result["run_dir"] / "mlp_best.pt", weights_only=True)
-    assert all(isinstance(v, torch.Tensor) for v in state.values())
-
-
-def test_resume_from_a_checkpoint_gives_the_same_weights(result):
-    assert outcome(result, "resume_max_abs_diff") < 1e-6
-    assert outcome(result, "resume_without_rng_max_abs_diff") > 1e-4  # the RNG states are what matter
+def test_early_stopping_waits_patience_epochs_and_the_checkpoint_holds_what_resumes(result):
+    ran, kept = re.search(r"ran (\d+) of at most \d+ epochs; kept epoch (\d+)", result["stdout"]).groups()
+    assert int(ran) == int(kept) + 3  # the lesson's patience: stopped exactly 3 epochs after the best one
     checkpoint = torch.load(result["run_dir"] / "checkpoints" / "killed.pt", weights_only=True)
     assert {"model", "optimizer", "epoch", "rng"} <= set(checkpoint)
-    assert checkpoint["epoch"] == QUICK_RESUME_EPOCHS
+    assert checkpoint["epoch"] == 3  # quick mode's resume_epochs: the resumed run went on to the end
     assert {"cpu", "loader"} <= set(checkpoint["rng"])
+    assert checkpoint["optimizer"]["state"], "Adam's running averages are saved"
 
 
-def test_dlkit_fit_is_the_same_loop(result):
-    assert outcome(result, "fit_vs_hand_max_abs_diff") < 1e-5
-    assert len((result["run_dir"] / "fit" / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + 2
-
-
-def test_data_figures_and_quick_mode(result):
-    assert result["quick"] and result["finished"]
-    assert "Fashion-MNIST" in result["data"]["train"] or "load_digits" in result["data"]["train"]
-    assert "data: " in result["stdout"]
-    assert not any(key.startswith("batches_per_s") for key in result["outcomes"])  # full mode only
-    assert {Path(f).name for f in result["figures"]} == {"samples.png", "curves.png"}
-
-
-def test_image_dataset_matches_tensor_dataset():
+def test_image_dataset_with_standardize_matches_tensor_dataset():
     lesson = load_definitions(ROOT / LESSON)
     X, y = torch.rand(10, 1, 4, 4), torch.arange(10)
-    dataset = lesson.ImageDataset(X, y, lesson.Standardize(0.5, 0.25))
+    dataset = lesson.ImageDataset(X, y, Standardize(0.5, 0.25))
     oracle = TensorDataset((X - 0.5) / 0.25, y)
     assert len(dataset) == len(oracle) == 10
     for (a, b), (c, d) in zip(
@@ -84,8 +77,5 @@ def test_image_dataset_matches_tensor_dataset():
 def test_quick_mode_falls_back_to_digits_without_fashion_mnist(tmp_path):
     """A user's machine may have no Fashion-MNIST: quick mode then uses scikit-learn's digits."""
     data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
-    assert "load_digits" in data["data"]["train"]
-    assert "scikit-learn digits" in data["stdout"]
-    assert outcome(data, "test_acc") >= 0.70
-    assert outcome(data, "resume_max_abs_diff") < 1e-6
-    assert outcome(data, "early_stopped") == 1.0
+    assert "load_digits" in data["data"]["digits"]
+    assert set(data["outcomes"]) == OUTCOMES and all(o["passed"] for o in data["outcomes"].values())

@@ -1,7 +1,9 @@
 """Lesson 05 (optimisation) in quick mode: optimisers, schedules, losses and regularisation as measured.
 
-Quick mode runs on a Fashion-MNIST subset when it is found locally, else on scikit-learn's digits;
-every threshold here holds for both (chance is 0.1 on either).
+Quick mode runs on a Fashion-MNIST subset when it is found locally, else on scikit-learn's digits; its
+recorded claims hold for both (the lesson checks each against a range that could fail). What quick
+mode is too short to show (a schedule paying off, dropout and weight decay holding the test loss
+down) is printed, not recorded: full mode records those.
 """
 
 from __future__ import annotations
@@ -9,10 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import outcome, run_lesson
+from conftest import run_lesson
+
+from dlkit.lesson import outcome_problems
 
 LESSON = "fundamentals/05_optimization.py"
-CHANCE = 0.1  # ten classes in both data sets
+QUICK_OUTCOMES = {
+    "acc_sgd", "acc_momentum", "acc_adam", "acc_adamw", "momentum_minus_sgd", "adam_minus_sgd",
+    "steplr_after_first_drop", "cosine_mid", "cosine_end", "onecycle_start", "onecycle_peak_at",
+    "warmup_start", "warmup_end", "warmup_cosine_mid", "warmup_cosine_end", "acc_warmup_cosine",
+    "acc_onecycle", "acc_mse", "ce_minus_mse", "acc_mse_adam", "ce_minus_mse_adam", "test_acc_baseline",
+    "test_acc_dropout", "test_acc_batch_norm", "test_acc_weight_decay", "gap_baseline",
+    "batch_norm_train_loss_ratio",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -25,58 +36,21 @@ def test_says_which_data_it_used(result):
     assert set(result["data"]) <= {"fashion_mnist", "digits"}
 
 
-def test_every_accuracy_is_well_above_chance(result):
-    accuracies = {k: v["value"] for k, v in result["outcomes"].items() if "acc" in k and "minus" not in k}
-    assert len(accuracies) >= 13
-    assert outcome(result, "acc_sgd") > 2 * CHANCE  # plain SGD at lr 0.01 is slow, but it learns
-    others = {k: v for k, v in accuracies.items() if k not in ("acc_sgd", "acc_mse")}
-    assert min(others.values()) > 4 * CHANCE, others
+def test_records_its_quick_claims_with_ranges_that_can_fail(result):
+    assert set(result["outcomes"]) == QUICK_OUTCOMES
+    assert all(o["passed"] for o in result["outcomes"].values())
+    assert outcome_problems(result) == []
+    accuracies = [o for name, o in result["outcomes"].items() if name.startswith(("acc_", "test_acc"))]
+    assert accuracies and all(o["chance"] == pytest.approx(0.1) for o in accuracies)
 
 
-def test_momentum_and_adam_beat_plain_sgd_at_lr_001(result):
-    assert outcome(result, "momentum_minus_sgd") > 0.1
-    assert outcome(result, "adam_minus_sgd") > 0.1
-    assert outcome(result, "acc_adamw") > 0.6
+def test_prints_what_quick_mode_cannot_show(result):
+    assert "warmup + cosine vs constant lr" in result["stdout"]
+    assert "test loss / baseline's" in result["stdout"]
+    assert "# exercises: 0 passing, 0 failing, 3 not started" in result["stdout"]  # the stubs, as shipped
 
 
-def test_schedule_values_at_known_steps(result):
-    total, warmup = outcome(result, "sched_total_steps"), outcome(result, "sched_warmup_steps")
-    assert total == 8 * 25  # quick mode: 8 epochs of 800 examples in batches of 32
-    assert warmup == total // 10
-    assert outcome(result, "steplr_after_first_drop") == pytest.approx(0.1, abs=1e-9)
-    assert outcome(result, "cosine_mid") == pytest.approx(0.5, abs=1e-6)
-    assert outcome(result, "cosine_end") == pytest.approx(0.0, abs=1e-9)
-    assert outcome(result, "onecycle_start") == pytest.approx(1 / 25, abs=1e-9)
-    assert 0.28 <= outcome(result, "onecycle_peak_at") <= 0.31  # pct_start=0.3
-    assert outcome(result, "warmup_start") == pytest.approx(1 / warmup, abs=1e-9)
-    assert outcome(result, "warmup_end") == pytest.approx(1.0, abs=1e-9)  # the peak, at the end of warmup
-    assert outcome(result, "warmup_cosine_mid") == pytest.approx(0.5, abs=0.01)
-    assert outcome(result, "warmup_cosine_end") == pytest.approx(0.0, abs=1e-9)
-
-
-def test_scheduled_runs_train(result):
-    assert outcome(result, "acc_warmup_cosine") > 0.6
-    assert outcome(result, "acc_onecycle") > 0.6
-    assert outcome(result, "warmup_cosine_minus_constant") > -0.1  # a short run: no worse than 10 points
-
-
-def test_cross_entropy_beats_mse_with_sgd(result):
-    assert outcome(result, "ce_minus_mse") > 0.05  # SGD feels MSE's small gradients
-    assert outcome(result, "ce_minus_mse_adam") > -0.1  # Adam rescales them: about a tie
-    assert outcome(result, "acc_mse") > 2 * CHANCE
-
-
-def test_regularisation(result):
-    for key in ("baseline", "dropout", "batch_norm", "weight_decay"):
-        assert outcome(result, f"test_acc_{key}") > 0.5
-        assert -0.05 < outcome(result, f"gap_{key}") < 0.5
-    assert outcome(result, "gap_baseline") > 0.02  # the small training set is fitted better than the test set
-    assert outcome(result, "dropout_gap_reduction") > -0.05
-    assert outcome(result, "batch_norm_train_loss_ratio") < 0.7  # batch norm fits the training set faster
-
-
-def test_figures_and_ranges(result):
+def test_figures(result):
     names = {Path(f).name for f in result["figures"]}
     expected = {"optimizer_loss_curves.png", "lr_schedules.png", "schedule_test_accuracy.png"}
     assert expected | {"regularization_test_loss.png"} <= names
-    assert all(o["passed"] for o in result["outcomes"].values())
