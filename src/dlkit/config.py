@@ -201,7 +201,8 @@ def _help_text(field: dataclasses.Field[Any], tp: Any, default: Any) -> str:
         extra.append("one of " + ", ".join(map(str, field.metadata["choices"])))
     if tp is not bool or default is not None:
         extra.append(f"default: {default}" if not isinstance(default, str) else f"default: {default or '-'}")
-    return (r.help + (f" ({'; '.join(e for e in extra if e)})" if extra else "")).strip()
+    text = (r.help + (f" ({'; '.join(e for e in extra if e)})" if extra else "")).strip()
+    return text.replace("%", "%%")  # argparse formats help with %: "10%" would crash --help
 
 
 def _effective(r: Range) -> Range:

@@ -111,3 +111,11 @@ def test_help_is_the_docstring_and_every_flag_says_its_range():
     assert "learning rate (> 0; default: 0.1)" in " ".join(text.split())
     assert "units per layer (>= 2 and <= 64; default: 8)" in " ".join(text.split())
     assert "Config(" not in build_parser(Config).format_help()  # no docstring: no raw signature
+
+
+def test_a_percent_sign_in_help_is_printed_not_formatted():
+    @dataclass
+    class Percent:
+        frac: float = flag(0.1, help="keep 10% of the data", min=0, max=1)
+
+    assert "keep 10% of the data" in build_parser(Percent).format_help()  # argparse raised ValueError
