@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.data import file_digest
+from dlkit.errors import UserError
 
 __all__ = [
     "BackboneNotAvailableError",
@@ -56,7 +57,7 @@ NETWORK_TIMEOUT_S = 5.0  # to open a connection
 READ_TIMEOUT_S = 30.0  # for each read of a download: a stalled transfer fails instead of hanging
 
 
-class BackboneNotAvailableError(RuntimeError):
+class BackboneNotAvailableError(UserError, RuntimeError):
     """Neither the pip package's weights nor torchvision's could be had; the message says how to."""
 
 

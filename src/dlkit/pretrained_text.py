@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dlkit.data import data_search_path
+from dlkit.errors import UserError
 
 __all__ = ["MINILM_HUB_ID", "TextEncoder", "TextModelNotAvailableError", "WordVectors", "load_glove"]
 __all__ += ["load_text_encoder", "minilm_location"]
@@ -36,7 +37,7 @@ MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 GLOVE_FILE = "glove.6B.50d.txt"
 
 
-class TextModelNotAvailableError(RuntimeError):
+class TextModelNotAvailableError(UserError, RuntimeError):
     """Neither a local copy nor a download could provide the model; the message says how to get it."""
 
 
