@@ -11,9 +11,8 @@
 # - one-hot vs dense embeddings: an `nn.Embedding` lookup is a one-hot vector times a matrix;
 # - SGNS from its parts: subsampling of frequent words, (centre, context) pairs made with tensor ops,
 #   a noise distribution (unigram counts to the power 0.75), two embedding tables, sparse gradients;
-# - how to judge embeddings: nearest neighbours, related vs random pairs, and accuracy on the Google
-#   analogy set (19,544 questions such as "athens : greece :: oslo : ?");
-# - what a tuned C implementation (gensim) buys, in words per second, on the same corpus;
+# - how to judge embeddings: neighbours, related vs random pairs, and the Google analogy set (19,544
+#   questions such as "athens : greece :: oslo : ?"); what gensim's tuned C loop buys in speed;
 # - king - man + woman with real GloVe vectors, and a 2-D projection of them.
 
 # %%
@@ -31,8 +30,11 @@ from gensim.models import Word2Vec
 from gensim.test.utils import datapath
 from torch import nn
 
+from dlkit.config import flag
 from dlkit.data import load_dataset, locate
 from dlkit.lesson import Lesson, LessonConfig
+from dlkit.metrics import analogy_accuracy, analogy_ranking, nearest_words, read_analogies
+from dlkit.plots import plot_word_pairs
 from dlkit.pretrained_text import load_glove
 from dlkit.progress import progress
 from dlkit.text import Vocab, tokenize
@@ -48,20 +50,22 @@ RELATED = (
 
 @dataclass
 class Config(LessonConfig):
-    num_docs: int = 50_000  # IMDB reviews (train and test texts, no labels): about 11 million words
-    min_count: int = 5  # rarer words are dropped, as gensim does
-    dim: int = 100
-    window: int = 5  # context: up to 5 words either side (each centre draws its own width 1..5)
-    num_negatives: int = 5
-    sample: float = 1e-4  # subsampling threshold: words more frequent than this are thinned out
-    num_epochs: int = 1
-    lr: float = 0.025  # word2vec's starting lr, decayed linearly to 0
-    batch_size: int = 0  # (centre, context) pairs per step; 0: 4,096 on a CPU, 65,536 on a GPU
-    gensim_workers: int = 2
-    glove_words: int = 0  # GloVe words to load, most frequent first; 0: all 400,000
+    num_docs: int = flag(50_000, help="IMDB reviews (train and test texts, no labels): ~11M words", min=1)
+    min_count: int = flag(5, help="rarer words are dropped, as gensim does", min=1)
+    dim: int = flag(100, help="dimensions of each word vector", min=2, max=1024)
+    window: int = flag(5, help="context: up to this many words either side (each centre draws 1..window)",
+                       min=1, max=20)  # fmt: skip
+    num_negatives: int = flag(5, help="noise words per (centre, context) pair", min=1, max=50)
+    sample: float = flag(1e-4, help="subsampling threshold: more frequent words are thinned out", above=0)
+    num_epochs: int = flag(1, help="passes over the corpus", min=1, max=100)
+    lr: float = flag(0.025, help="word2vec's starting lr, decayed linearly to 0", above=0, max=1)
+    batch_size: int | None = flag(None, help="pairs per step (default 4,096; 65,536 on a GPU)", min=1)
+    gensim_workers: int = flag(2, help="gensim's worker threads", min=1, max=64)
+    glove_words: int = flag(0, help="GloVe words to load, most frequent first (0: all 400,000)", min=0)
 
 
-lesson = Lesson("nlp/01_word_embeddings", Config, quick={"num_docs": 1_000, "glove_words": 50_000})
+QUICK = {"num_docs": 250, "num_epochs": 4, "batch_size": 1_024, "glove_words": 50_000}  # ~50,000 words
+lesson = Lesson("nlp/01_word_embeddings", Config, quick=QUICK)
 cfg, device = lesson.cfg, lesson.device
 batch_size = cfg.batch_size or (65_536 if device.type == "cuda" else 4_096)
 
@@ -70,8 +74,8 @@ batch_size = cfg.batch_size or (65_536 if device.type == "cuda" else 4_096)
 #
 # IMDB's review texts, train and test together: no labels are needed to learn embeddings. We keep
 # words only (no numbers or punctuation), lower-cased by `dlkit.text.tokenize`. Quick mode takes
-# 1,000 reviews when IMDB is on disk, else tiny shakespeare when found, else the news stories that
-# ship with gensim, and says which: far too little text to learn good vectors, only to run the code.
+# 250 reviews when IMDB is on disk, else 250 of the news stories that ship with gensim, and says
+# which: far too little text to learn good vectors, only to run the code and see the loss fall.
 
 
 # %%
@@ -83,9 +87,6 @@ def load_corpus() -> tuple[str, list[str], str]:
             texts = texts + load_dataset("imdb", "test").texts
         return "imdb", texts[: cfg.num_docs], "IMDB review texts (train, then test), labels unused"
     print("quick mode: IMDB is not on this machine")
-    if locate("tiny_shakespeare") is not None:
-        speeches = load_dataset("tiny_shakespeare").text.split("\n\n")
-        return "tiny_shakespeare", speeches[: cfg.num_docs], "tiny shakespeare, one speech per document"
     stories = Path(LEE_CORPUS).read_text(encoding="utf-8").splitlines()
     return "lee_news", stories[: cfg.num_docs], f"Lee news corpus shipped with gensim ({LEE_CORPUS})"
 
@@ -177,9 +178,8 @@ counts = torch.bincount(stream, minlength=len(vocab))  # (V,)
 p_keep, noise = keep_probability(counts, cfg.sample), noise_distribution(counts)
 expected_kept = (p_keep.double() * counts).sum() / counts.sum()
 print(f"{len(stream):,} words in the vocabulary; subsampling keeps {expected_kept:.0%} of them")
-for i in vocab.encode(["the", "movie", "good", "hilarious"]):
-    unigram = counts[i] / counts.sum()
-    print(f"  {vocab.itos[i]}: kept {p_keep[i]:.2f}, noise {noise[i]:.1e} (unigram {unigram:.1e})")
+for i in vocab.encode(["the", "movie", "good", "hilarious"]):  # kept share, noise and unigram probability
+    print(f"  {vocab.itos[i]}: kept {p_keep[i]:.2f}, noise {noise[i]:.1e} ({counts[i] / counts.sum():.1e})")
 
 # %% [markdown]
 # What to notice: "the" is kept a few percent of the time, a rare word always; the 0.75 power lowers
@@ -188,10 +188,9 @@ for i in vocab.encode(["the", "movie", "good", "hilarious"]):
 # ## Training
 #
 # Each epoch subsamples the stream, draws a window width per centre, builds all pairs with the tensor
-# ops above, shuffles them and runs batches: look up rows, compute the loss, and step. The tables use
-# sparse gradients (only the rows in the batch change), and plain SGD with word2vec's linearly
-# decaying learning rate on the summed loss: the same update as word2vec, applied to a batch at once.
-# (SparseAdam also works; on this CPU a step with it took twice as long.)
+# ops above, shuffles them and runs batches. The tables use sparse gradients (only the rows in the
+# batch change), and plain SGD with word2vec's linearly decaying learning rate on the summed loss:
+# the same update as word2vec, applied to a batch at once.
 
 
 # %%
@@ -219,7 +218,7 @@ def epoch_pairs(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_sgns(model: SkipGram) -> tuple[list[float], float]:
-    """``cfg.num_epochs`` of SGNS; returns the mean loss per pair of each chunk of steps, and seconds."""
+    """``cfg.num_epochs`` of SGNS; returns the mean loss per pair of every step, and the seconds."""
     g = torch.Generator(device).manual_seed(cfg.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     # Negatives are drawn from a table of 10^7 ids where id i fills about noise[i] * 10^7 cells, as in
@@ -239,9 +238,8 @@ def train_sgns(model: SkipGram) -> tuple[list[float], float]:
             loss.backward()
             optimizer.step()
             step += 1
-            if step % 100 == 1:
-                losses.append(loss.item() / len(c))
-    return losses, time.perf_counter() - start
+            losses.append(loss.detach() / len(c))  # a tensor: no wait for the GPU at every step
+    return torch.stack(losses).tolist(), time.perf_counter() - start
 
 
 torch.manual_seed(cfg.seed)
@@ -249,12 +247,13 @@ sgns = SkipGram(len(vocab), cfg.dim).to(device)
 losses, seconds_sgns = train_sgns(sgns)
 sgns_words_per_s = cfg.num_epochs * num_words / seconds_sgns
 threads = f"{torch.get_num_threads()} torch threads" if device.type == "cpu" else device.type
-print(f"SGNS: {seconds_sgns:.1f} s, {sgns_words_per_s:,.0f} words/s ({threads}); loss -> {losses[-1]:.3f}")
+final_loss = sum(losses[-max(1, len(losses) // 10) :]) / max(1, len(losses) // 10)  # the last tenth's mean
+print(f"SGNS: {seconds_sgns:.1f} s, {sgns_words_per_s:,.0f} words/s ({threads}); {len(losses)} steps, loss "
+      f"{losses[0]:.3f} -> {final_loss:.3f}")  # fmt: skip
 
 # %% [markdown]
-# What to notice: the loss starts at (1 + K) log 2 = 4.16 (all scores 0) and falls fast, to 2.55
-# per pair in full mode. Words per second count every word of the corpus, kept or not, per epoch:
-# gensim counts the same way.
+# What to notice: the loss starts at (1 + K) log 2 = 4.16 (all scores 0) and falls fast. Words per
+# second count every word of the corpus, kept or not, per epoch: gensim counts the same way.
 #
 # ## The same corpus through gensim
 #
@@ -268,61 +267,22 @@ reference.build_vocab(sentences)
 start = time.perf_counter()
 _, raw_words = reference.train(sentences, total_examples=len(sentences), epochs=cfg.num_epochs)
 seconds_gensim = time.perf_counter() - start
-gensim_words_per_s = raw_words / seconds_gensim
-speedup = gensim_words_per_s / sgns_words_per_s
-print(f"gensim: {seconds_gensim:.1f} s, {gensim_words_per_s:,.0f} words/s ({cfg.gensim_workers} threads)")
-print(f"gensim is {speedup:.1f}x faster than our PyTorch SGNS")
+gensim_words_per_s = raw_words / seconds_gensim  # speeds are printed, never checked: machines differ
+print(f"gensim: {seconds_gensim:.1f} s, {gensim_words_per_s:,.0f} words/s ({cfg.gensim_workers} threads): "
+      f"{gensim_words_per_s / sgns_words_per_s:.1f}x ours")  # fmt: skip
 
 # %% [markdown]
 # ## How good are they? Neighbours, related pairs, analogies
 #
 # Both models get the same vocabulary order (ours), rows normalised to length 1, so a dot product is a
 # cosine. An analogy "a : b :: c : ?" is answered by the word nearest to b - a + c, the three question
-# words excluded (3CosAdd). A question counts only when all four words are in the vocabulary.
+# words excluded (3CosAdd: `dlkit.metrics.analogy_accuracy`, a matrix product and an argmax). A
+# question counts only when all four words are in the vocabulary.
 
 
 # %%
 def unit_rows(vectors: torch.Tensor) -> torch.Tensor:
     return F.normalize(vectors.float(), dim=1)
-
-
-def read_analogies(path: str, index: dict[str, int]) -> tuple[torch.Tensor, int]:
-    """(Q, 4) ids of the questions whose four words are all in ``index``, and the number of questions."""
-    rows, total = [], 0
-    for line in Path(path).read_text().lower().splitlines():
-        if line.startswith(":"):  # a section title, e.g. ": capital-common-countries"
-            continue
-        total += 1
-        if all(w in index for w in line.split()):
-            rows.append([index[w] for w in line.split()])
-    return torch.tensor(rows, dtype=torch.long).view(-1, 4), total
-
-
-@torch.no_grad()
-def analogy_accuracy(vectors: torch.Tensor, questions: torch.Tensor, chunk: int = 1024) -> float:
-    """Fraction of questions (Q, 4) where the nearest unit row to b - a + c, a, b, c excluded, is d."""
-    E = unit_rows(vectors)  # (V, D)
-    correct = 0
-    for q in questions.split(chunk):
-        sims = (E[q[:, 1]] - E[q[:, 0]] + E[q[:, 2]]) @ E.T  # (chunk, V)
-        sims.scatter_(1, q[:, :3], -math.inf)
-        correct += (sims.argmax(dim=1) == q[:, 3]).sum().item()
-    return correct / max(len(questions), 1)
-
-
-@torch.no_grad()
-def analogy_ranking(vectors: torch.Tensor, index: dict[str, int], a: str, b: str, c: str) -> list[int]:
-    """Every row id but a, b, c, nearest to b - a + c first: "a : b :: c : ranking[0]"."""
-    E = unit_rows(vectors)  # (V, D)
-    sims = E @ (E[index[b]] - E[index[a]] + E[index[c]])  # (V,)
-    sims[[index[a], index[b], index[c]]] = -math.inf
-    return sims.argsort(descending=True)[:-3].tolist()
-
-
-def neighbours(vectors: torch.Tensor, words: list[str], word: str, k: int = 5) -> list[str]:
-    E = unit_rows(vectors)
-    i = words.index(word)
-    return [words[j] for j in (E @ E[i]).topk(k + 1).indices.tolist() if j != i][:k]
 
 
 def related_minus_random(vectors: torch.Tensor, index: dict[str, int], seed: int = 0) -> float:
@@ -348,16 +308,14 @@ print(f"analogies: {len(questions):,} of {num_questions:,} questions in the voca
 for name, vectors in (("sgns", ours), ("gensim", theirs)):
     print(f"{name:>6}: analogy accuracy {accuracy[name]:.3f}, related - random cosine {related[name]:.3f}")
     for word in [w for w in ("good", "movie", "actor", "woman", "love") if w in vocab][:4]:
-        print(f"        {word}: {', '.join(neighbours(vectors, vocab.itos, word))}")
+        print(f"        {word}: {', '.join(nearest_words(vectors, vocab.itos, word))}")
 print(f"gensim's own evaluate_word_analogies on its vectors: {gensim_own:.3f}")
 
 # %% [markdown]
-# What to notice (full mode: 11.5 million words, one epoch): 58% of the questions are covered, and
-# both models answer under 5% of them (ours 0.045, gensim 0.047): reviews talk about films, not
-# capitals and currencies, and analogies need far more text (word2vec's paper used billions of words).
-# Neighbours are already good ("movie": film, stinker, dud; "woman": man, lady, girl), related pairs sit
-# 0.25 (ours) and 0.27 (gensim) above random pairs in cosine: the batched PyTorch version matches
-# gensim's quality. Our evaluation of gensim's vectors equals gensim's own `evaluate_word_analogies`.
+# What to notice (full mode): about half the questions are covered, and both models answer only a few
+# percent of them: reviews talk about films, not capitals, and analogies need far more text. Yet
+# neighbours are good ("woman": man, lady, girl) and related pairs sit well above random ones, ours as
+# far as gensim's. Our evaluation of gensim's vectors equals gensim's own `evaluate_word_analogies`.
 #
 # ## GloVe: vectors from 6 billion words
 #
@@ -377,61 +335,96 @@ glove_accuracy = analogy_accuracy(glove.vectors[:glove_top], glove_questions)
 print(f"GloVe analogy accuracy {glove_accuracy:.3f} on {len(glove_questions):,} questions")
 
 # %% [markdown]
-# What to notice: queen comes first, of all 400,000 words. With 500 times more text than our IMDB
-# corpus, GloVe answers about half the analogies (0.48, the 50,000 most frequent words as candidates).
+# What to notice: queen comes first, of all the words. With 500 times more text than our IMDB corpus,
+# GloVe answers about half the analogies (the 50,000 most frequent words as candidates).
 # A 2-D picture (PCA of a few words) shows why: the man -> woman offset is nearly the same arrow as
 # king -> queen, and each country sits at a similar offset from its capital.
 
 # %%
-GROUPS = {
+GROUPS = {  # pairs: (man, woman), (king, queen), ...
     "gender": "man woman king queen prince princess uncle aunt actor actress",
     "capitals": "france paris italy rome japan tokyo germany berlin russia moscow",
 }
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-for ax, (group, words) in zip(axes, GROUPS.items(), strict=True):
-    words = words.split()  # pairs: (man, woman), (king, queen), ...
-    X = glove.vectors[[glove.index[w] for w in words]]  # (n, 50)
-    X = X - X.mean(0)
-    xy = X @ torch.linalg.svd(X, full_matrices=False).Vh[:2].T  # (n, 2): the top two principal axes
-    for (x0, y0), (x1, y1) in zip(xy[0::2].tolist(), xy[1::2].tolist(), strict=True):
-        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "0.6"})
-    ax.scatter(xy[:, 0], xy[:, 1], c=["tab:blue", "tab:red"] * (len(words) // 2))
-    for word, (x, y) in zip(words, xy.tolist(), strict=True):
-        ax.annotate(word, (x, y), textcoords="offset points", xytext=(4, 4))
-    ax.set(title=f"GloVe 50d, PCA of {group}", xticks=[], yticks=[])
-lesson.savefig(fig, "glove_pca")
+groups = {name: words.split() for name, words in GROUPS.items()}
+vectors = {w: glove.vector(w) for words in groups.values() for w in words}
+lesson.savefig(plot_word_pairs(vectors, groups), "glove_pca")
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.plot(range(1, 100 * len(losses), 100), losses)
+ax.plot(range(1, len(losses) + 1), losses)
 ax.set(xlabel="step", ylabel="loss per pair", title=f"SGNS on {corpus_name} ({num_words:,} words)")
 lesson.savefig(fig, "sgns_loss")
 
 # %% [markdown]
 # ## What you measured
 #
-# Full mode (all 49,996 IMDB reviews, 11.5 million words, one epoch, seed 0): our SGNS reached analogy
-# accuracy 0.045 and a related-vs-random gap of 0.25, gensim 0.047 and 0.27: the same quality. Speed
-# is another matter. On an idle 2-core CPU (5,000 reviews, 2 threads each) gensim ran at 917,000
-# words/s, ours at 170,000: gensim is 5.4 times faster, as word2vec's C loop updates vectors in place
-# with no tensor overhead. On a CPU shared with other jobs, torch's threads wait for each other: the
-# full run measured 9,800 words/s for ours (20 minutes) against gensim's 418,000. The PyTorch version
-# runs unchanged on a GPU, with 65,536 pairs per step (`--batch-size`).
-# Try `--num-epochs 5` or `--sample 1e-3`, and see how analogy accuracy follows the amount of training.
+# The SGNS loss against its starting value; in full mode (49,996 IMDB reviews, 11.5 million words, one
+# epoch) analogy accuracy and the related-vs-random gap of our vectors and gensim's (the same quality;
+# gensim, updating vectors in place in C, is several times faster on a CPU: the words per second
+# above); GloVe's analogies. Try `--num-epochs 5` and see analogy accuracy follow the training.
 
 # %%
-full = not lesson.quick
+full, start_loss = not lesson.quick, (1 + cfg.num_negatives) * math.log(2)  # every score 0: sigmoid 1/2
 lesson.record("onehot_lookup_max_diff", lookup_diff, max=1e-6)
-lesson.record("analogy_coverage", coverage, min=0.4 if full else 0.0, max=1.0)
-lesson.record("sgns_analogy_acc", accuracy["sgns"], min=0.02 if full else 0.0, max=1.0)
-lesson.record("gensim_analogy_acc", accuracy["gensim"], min=0.02 if full else 0.0, max=1.0)
-lesson.record("gensim_own_analogy_acc", gensim_own, min=0.02 if full else 0.0, max=1.0)
-# Quick mode trains on too little text to separate related from random pairs: it only must not blow up.
-lesson.record("sgns_related_minus_random", related["sgns"], min=0.2 if full else -0.1)
-lesson.record("gensim_related_minus_random", related["gensim"], min=0.2 if full else -0.1)
-lesson.record("sgns_words_per_s", sgns_words_per_s, min=0.0)
-lesson.record("gensim_words_per_s", gensim_words_per_s, min=0.0)
-lesson.record("gensim_speedup", speedup, min=0.0)
-lesson.record("sgns_final_loss", losses[-1], max=(1 + cfg.num_negatives) * math.log(2))
+lesson.record("sgns_final_loss", final_loss, max=0.8 * start_loss, chance=start_loss)
+lesson.record("gensim_eval_diff", abs(gensim_own - accuracy["gensim"]), max=1e-9)  # ours = gensim's own
+if full:  # quick mode trains on far too little text for analogies or related pairs: printed only
+    lesson.record("analogy_coverage", coverage, min=0.4, max=1.0)
+    lesson.record("sgns_analogy_acc", accuracy["sgns"], min=0.02, chance=0.0)
+    lesson.record("gensim_analogy_acc", accuracy["gensim"], min=0.02, chance=0.0)
+    lesson.record("sgns_related_minus_random", related["sgns"], min=0.2)
+    lesson.record("gensim_related_minus_random", related["gensim"], min=0.2)
 lesson.record("glove_king_queen_rank", queen_rank, min=1, max=3)
-lesson.record("glove_analogy_acc", glove_accuracy, min=0.3)
+lesson.record("glove_analogy_acc", glove_accuracy, min=0.3, chance=0.0)
 lesson.finish()
+
+# %% [markdown]
+# ## Exercises
+# Each cell below holds a stub: read its docstring, replace `raise NotImplementedError` with your
+# code, then run the check cell at the end (or `dlkit check nlp/01` in a terminal). The checks compare
+# your code with autograd and `F.cosine_similarity` on small random vectors and say what is off.
+
+# %% tags=["exercise"]
+import torch
+
+
+def sgns_grads(v: torch.Tensor, u: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Return `(dv, du, dn)`, the gradients of `sgns_loss(v, u, n).sum()` for v (B, D), u (B, D), n (B, K, D).
+
+    The loss of one pair is -log s(u.v) - sum_k log s(-n_k.v), with s the sigmoid.
+    Use d/dx [-log s(x)] = s(x) - 1 and the chain rule: du has v in it, dn_k has v too, and dv collects
+    a term from u and one from every n_k. These are word2vec's updates. The check uses autograd.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+
+
+def nearest_neighbours(vectors: torch.Tensor, word: int, k: int) -> torch.Tensor:
+    """Return the ids (k,) of the k nearest neighbours of `word` by cosine similarity, nearest first.
+
+    vectors is (V, D); leave `word` itself out. Cosine similarity is the dot product of the two vectors
+    divided by both norms: normalise the rows first (`F.normalize`), or a long vector wins just for its
+    length. The check uses `F.cosine_similarity`.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+
+
+def analogy(vectors: torch.Tensor, a: int, b: int, c: int) -> int:
+    """a is to b as c is to ?: return the id of the word closest to `unit(b) - unit(a) + unit(c)`.
+
+    unit(x) is vectors[x] divided by its norm; closest means the highest cosine similarity, among
+    the words other than a, b and c (gensim's 3CosAdd). With king - man + woman, the closest word is
+    often "king" or "woman" themselves: leave the three question words out, as
+    `dlkit.metrics.analogy_ranking` and gensim's `most_similar` do.
+    """
+    raise NotImplementedError
+
+
+# %%
+lesson.check_exercises(globals())

@@ -8,20 +8,18 @@
 # - a tokenizer and a vocabulary from scratch, checked against the course's `dlkit.text`;
 # - padding with `pad_sequence` in a `collate_fn`, and a length-bucketing sampler that cuts it;
 # - a strong classical baseline, TF-IDF + logistic regression, as the line to beat;
-# - a fastText-style `EmbeddingBag` of words and bigrams, and a 1-D CNN (Kim, 2014): accuracy, seconds.
+# - a fastText-style `EmbeddingBag` of words and bigrams, and a 1-D CNN (Kim, 2014): accuracy and cost.
 
 # %%
 from __future__ import annotations
 
 import html
 import math
-import random
 import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,81 +32,61 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Sampler
 
-from dlkit.data import TextClassificationData, choose_dataset, load_dataset
-from dlkit.device import seed_everything
+from dlkit.config import flag
+from dlkit.data import load_train_test, locate, split, synthetic_reviews
+from dlkit.device import autocast, resolve_amp_dtype, seed_everything
 from dlkit.lesson import Lesson, LessonConfig
 from dlkit.metrics import confusion_matrix
-from dlkit.plots import plot_confusion_matrix
+from dlkit.plots import plot_confusion_matrix, plot_curves
 from dlkit.pretrained_text import load_glove
 from dlkit.text import Vocab, add_bigrams, pad_batch, tokenize
-from dlkit.train import fit, resolve_amp_dtype
+from dlkit.train import fit
 
 TAG = re.compile(r"<[^>]{0,40}>")  # IMDB reviews carry <br /> line breaks
 # A word, with one inner apostrophe ("don't"); a number ("7", "8.5"); or any other single visible mark.
 TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+(?:[.,]\d+)?|[^\w\s]")
-PAD_ID = 0  # ids 0 and 1 of every vocabulary
-UNK_ID = 1
+PAD_ID = 0  # id 0 of every vocabulary is padding,
+UNK_ID = 1  # id 1 every token it lacks
 
 
 @dataclass
 class Config(LessonConfig):
-    num_train: int = 0  # reviews to train on (0 = all 25,000), of which num_val are held out
-    num_test: int = 0  # 0 = all 25,000
-    num_val: int = 2_000  # held out of the training reviews, for the curves: the test set stays unseen
-    min_freq: int = 3  # a word or bigram seen fewer times in training becomes <unk>
-    embed_dim: int = 32  # fastText: small embeddings suffice for an average
+    num_train: int = flag(0, help="reviews to train on, num_val of them held out (0: all 25,000)", min=0)
+    num_test: int = flag(0, help="test reviews (0: all 25,000)", min=0)
+    num_val: int = flag(2_000, help="held out of the training reviews, for the curves", min=1)
+    min_freq: int = flag(3, help="a word or bigram seen fewer times in training becomes <unk>", min=1)
+    embed_dim: int = flag(32, help="fastText's embedding size (small suffices)", min=2, max=1024)
     batch_size: int = 256
-    num_epochs: int = 2
-    lr: float = 0.02  # fastText learns fast: one epoch already gives 0.89
-    max_len: int = 400  # the CNN reads the first 400 words (80% of the reviews are shorter)
-    num_filters: int = 64  # per width: Kim used 100 and 300-d vectors; we size it for a 2-core CPU
-    batch_size_cnn: int = 64
-    num_epochs_cnn: int = 2
-    lr_cnn: float = 4e-3
+    num_epochs: int = flag(2, help="epochs of the fastText-style model", min=1, max=100)
+    lr: float = flag(0.02, help="fastText's peak learning rate (decays linearly to 0)", above=0, max=1)
+    max_len: int = flag(400, help="the CNN reads the first max_len words", min=5, max=5000)
+    num_filters: int = flag(64, help="CNN filters per width (Kim used 100)", min=1, max=1024)
+    batch_size_cnn: int = flag(64, help="reviews per CNN step", min=1)
+    num_epochs_cnn: int = flag(2, help="epochs of the CNN", min=1, max=100)
+    lr_cnn: float = flag(4e-3, help="the CNN's peak learning rate", above=0, max=1)
 
 
 QUICK = {"num_train": 2_000, "num_test": 1_000, "num_val": 200, "min_freq": 2, "batch_size": 32}
-QUICK |= {"num_epochs": 3, "max_len": 200, "num_filters": 32, "batch_size_cnn": 32, "num_epochs_cnn": 3}
+QUICK |= {"num_epochs": 3, "max_len": 150, "num_filters": 24, "batch_size_cnn": 32, "num_epochs_cnn": 3}
 lesson = Lesson("nlp/02_text_classification", Config, quick=QUICK)
 cfg, device, full = lesson.cfg, lesson.device, not lesson.quick
-amp_dtype = resolve_amp_dtype(None, device)  # bf16 autocast on a recent GPU, none on most CPUs
+amp_dtype = resolve_amp_dtype(None, device)  # bf16 autocast where it pays (a recent GPU, a bf16 CPU)
 
 # %% [markdown]
 # ## The data
 #
 # Full mode reads IMDB from the data search path (or downloads it, 80 MB). Quick mode takes 2,000
-# training and 1,000 test reviews when IMDB is on disk, else the 200 movie-review sentences of Pang
-# & Lee that ship with gensim's tests (real text, too few for the numbers to mean much), and says so.
-
+# training and 1,000 test reviews when IMDB is on disk, else SYNTHETIC reviews (filler words and a few
+# sentiment words), and says so: they show that the code runs and learns, never what it does on text.
 
 # %%
-def sentence_polarity(seed: int) -> TextClassificationData:
-    """gensim's copy of 200 Pang & Lee (2005) sentences, "__label__pos text" a line, in random order."""
-    import gensim.test.utils
-
-    path = Path(gensim.test.utils.datapath("pang_lee_polarity.cor"))
-    lines = path.read_text(encoding="cp1252").splitlines()  # Windows-1252 dashes and accents
-    random.Random(seed).shuffle(lines)
-    labels = torch.tensor([int(line.startswith("__label__pos")) for line in lines])
-    texts = [line.split(" ", 1)[1] for line in lines]
-    return TextClassificationData(texts, labels, ["neg", "pos"], f"Pang & Lee's sentences from {path}")
-
-
-def split(data: TextClassificationData, n: int) -> tuple[TextClassificationData, TextClassificationData]:
-    """The first ``n`` examples, and the rest."""
-    parts = [(data.texts[p], data.labels[p], data.classes, data.source) for p in (slice(n), slice(n, None))]
-    return TextClassificationData(*parts[0]), TextClassificationData(*parts[1])
-
-
-data_name = choose_dataset("imdb", "sentence_polarity", quick=lesson.quick)
-if data_name == "imdb":
-    train, test = load_dataset("imdb", "train"), load_dataset("imdb", "test")
-    train = train.subset(cfg.num_train, seed=cfg.seed) if cfg.num_train else train
-    test = test.subset(cfg.num_test, seed=cfg.seed) if cfg.num_test else test
+if full or locate("imdb") is not None:  # quick mode never downloads
+    train, test = load_train_test("imdb", num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed)
 else:
-    test, train = split(sentence_polarity(cfg.seed), 50)
+    print("quick mode: IMDB is not on this machine, so this run uses SYNTHETIC reviews")
+    train, test = synthetic_reviews(cfg.num_train, cfg.seed), synthetic_reviews(cfg.num_test, cfg.seed + 1)
 val, train = split(train, min(cfg.num_val, len(train) // 5))  # the training reviews are in random order
-lesson.uses_data(data_name, f"{train.source}: {len(train):,} train, {len(val):,} val, {len(test):,} test")
+lesson.uses_data("reviews", f"{train.source}: {len(train):,} train, {len(val):,} val, {len(test):,} test")
 print(f"label {train.classes[train.labels[0]]}: {train.texts[0][:300]!r}")
 
 # %% [markdown]
@@ -129,17 +107,16 @@ def my_tokenize(text: str) -> list[str]:
 print(my_tokenize("I didn't like it.<br /><br />NOT AT ALL: 2/10 &amp; boring!!"))
 same = [my_tokenize(t) == tokenize(t) for t in train.texts[:2_000]]
 lesson.record("tokenizer_matches_dlkit", sum(same) / len(same), min=1.0)
-splits = {"train": train, "val": val, "test": test}
-tokens = {name: [tokenize(text) for text in data.texts] for name, data in splits.items()}  # token lists
-train_tokens, test_tokens = tokens["train"], tokens["test"]
-lengths = np.array([len(t) for t in train_tokens])
+parts = {"train": train, "val": val, "test": test}
+tokens = {name: [tokenize(text) for text in data.texts] for name, data in parts.items()}  # token lists
+train_tokens, test_tokens, lengths = tokens["train"], tokens["test"], [len(t) for t in tokens["train"]]
 print(f"tokens per review: median {np.median(lengths):.0f}, 90% below {np.percentile(lengths, 90):.0f}")
 
 # %% [markdown]
 # ## A vocabulary, from scratch
 #
-# Token -> id for the tokens seen `min_freq` times in the *training* reviews, most frequent first.
-# Id 0 is padding, id 1 (`<unk>`) every token the vocabulary lacks: any test review encodes.
+# Token -> id for the tokens seen `min_freq` times in the *training* reviews, most frequent first;
+# id 0 is padding, id 1 (`<unk>`) every token the vocabulary lacks: any test review encodes.
 
 
 # %%
@@ -154,40 +131,28 @@ words = Vocab.build(train_tokens, min_freq=cfg.min_freq)  # the course's version
 lesson.record("vocab_matches_dlkit", float(itos == words.itos), min=1.0)
 ids = [stoi.get(token, UNK_ID) for token in test_tokens[0]]
 round_trip = [itos[i] for i in ids] == [t if t in stoi else "<unk>" for t in test_tokens[0]]
-print(f"{test_tokens[0][:8]} -> {ids[:8]} -> {words.decode(ids[:8])}")
 unk_rate = sum(t not in stoi for ts in test_tokens for t in ts) / sum(map(len, test_tokens))
 lesson.record("ids_round_trip", float(round_trip and ids == words.encode(test_tokens[0])), min=1.0)
-lesson.record("vocab_size", len(words), min=20_000 if full else 100)
-lesson.record("test_unk_rate", unk_rate, max=0.05 if full else 0.5)
+print(f"{test_tokens[0][:6]} -> {ids[:6]}; {len(words):,} tokens; {unk_rate:.1%} of the test tokens <unk>")
+lesson.record("test_unk_rate", unk_rate, max=0.05 if full else 0.2)
 
 # %% [markdown]
-# What to notice: 1.5% of the test tokens are unknown in full mode (typos, rare names).
-#
 # A bag of words forgets order: "not good, bad" and "good, not bad" hold the same words. fastText's
 # cheap fix (Joulin et al., 2017) adds each adjacent pair as a token of its own (`add_bigrams`).
 
 # %%
-print(add_bigrams(tokenize("Not good, really.")))
 ngrams = Vocab.build((add_bigrams(t) for t in train_tokens), min_freq=cfg.min_freq)
 ngram_ids = {name: [torch.tensor(ngrams.encode(add_bigrams(t))) for t in ts] for name, ts in tokens.items()}
-lesson.record("vocab_size_ngrams", len(ngrams), min=100_000 if full else 100)
+print(add_bigrams(tokenize("Not good.")), f"{len(ngrams):,} words and bigrams seen {cfg.min_freq}+ times")
 
 # %% [markdown]
 # ## Padding, a `collate_fn`, and batches of similar lengths
 #
-# A tensor is a rectangle: padding appends id 0 up to the longest review of the batch. By hand, then
+# A tensor is a rectangle: padding appends id 0 up to the longest review of the batch, here
 # with `pad_sequence` in a `collate_fn` (what a DataLoader calls to make a list of examples a batch).
 
 
 # %%
-def pad_by_hand(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    ids = torch.full((len(seqs), int(lengths.max())), PAD_ID)  # (B, T)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-    return ids, lengths
-
-
 def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """[(ids (T_i,), label), ...] -> (ids (B, T) padded with 0, labels (B,))."""
     seqs, labels = zip(*batch, strict=True)
@@ -195,10 +160,10 @@ def collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.
 
 
 seqs = ngram_ids["train"][:4]
-(x_hand, lengths_hand), (x, _) = pad_by_hand(seqs), collate([(s, 0) for s in seqs])
-x_dlkit, lengths_dlkit = pad_batch([s.tolist() for s in seqs])  # the course's version
-same = torch.equal(x_hand, x) and torch.equal(x, x_dlkit) and torch.equal(lengths_hand, lengths_dlkit)
-print(f"lengths {lengths_hand.tolist()} -> batch {tuple(x.shape)}, ending in {x[:, -3:].tolist()}")
+x, _ = collate([(s, 0) for s in seqs])
+x_dlkit, lengths = pad_batch([s.tolist() for s in seqs])  # the course's version
+same = torch.equal(x, x_dlkit) and all((row[n:] == PAD_ID).all() for row, n in zip(x, lengths, strict=True))
+print(f"lengths {lengths.tolist()} -> batch {tuple(x.shape)}, ending in {x[:, -3:].tolist()}")
 lesson.record("padding_matches_pad_sequence", float(same), min=1.0)
 
 # %% [markdown]
@@ -242,13 +207,10 @@ n_lengths = [len(s) for s in ngram_ids["train"]]
 random_batches = torch.randperm(len(n_lengths)).split(cfg.batch_size)
 pad_random = padding_fraction(n_lengths, [b.tolist() for b in random_batches])
 pad_bucketed = padding_fraction(n_lengths, list(BucketBatchSampler(n_lengths, cfg.batch_size, shuffle=True)))
-print(f"padding: {pad_random:.0%} of a random batch, {pad_bucketed:.1%} of a bucketed one")
-lesson.record("pad_fraction_random", pad_random, min=0.2 if full else 0.0)
-lesson.record("pad_fraction_bucketed", pad_bucketed, max=0.2 if full else 0.35)
+print(f"padding: {pad_random:.0%} of a random batch, {pad_bucketed:.1%} of a bucketed one: less work")
+lesson.record("bucketed_padding_ratio", pad_bucketed / pad_random, max=0.5)  # at least twice less
 
 # %% [markdown]
-# What to notice: in full mode 78% of a random batch is padding, 12% of a bucketed one: 4x less work.
-#
 # ## The line to beat: TF-IDF + logistic regression
 #
 # Each review becomes a row of a sparse (N, V) matrix counting its words and bigrams (the vocabulary
@@ -265,22 +227,21 @@ def count_matrix(seqs: Sequence[torch.Tensor], vocab_size: int) -> sp.csr_matrix
     return counts
 
 
-accuracy, seconds, curves = {}, {}, {}
+accuracy, seconds, histories, predictions = {}, {}, {}, {}
 start = time.perf_counter()
 tfidf = TfidfTransformer(sublinear_tf=True)
 X_train = tfidf.fit_transform(count_matrix(ngram_ids["train"], len(ngrams))[:, 2:])  # no <pad>, <unk>
 X_test = tfidf.transform(count_matrix(ngram_ids["test"], len(ngrams))[:, 2:])
 baseline = LogisticRegression(C=8.0, max_iter=1_000).fit(X_train, train.labels.numpy())
 seconds["baseline"] = time.perf_counter() - start
-y_hat_baseline = torch.from_numpy(baseline.predict(X_test))
-accuracy["baseline"] = (y_hat_baseline == test.labels).float().mean().item()
+accuracy["baseline"] = (torch.from_numpy(baseline.predict(X_test)) == test.labels).float().mean().item()
 top = np.argsort(baseline.coef_[0])
 print(f"TF-IDF + logistic regression: test accuracy {accuracy['baseline']:.4f} ({seconds['baseline']:.1f} s)")
 print("most negative:", ngrams.decode(top[:8] + 2), "\nmost positive:", ngrams.decode(top[-8:][::-1] + 2))
 
 # %% [markdown]
-# What to notice: about 0.91 in full mode, in seconds; the weights read like a sentiment dictionary,
-# bigrams included. A network has to beat that to earn its cost.
+# What to notice: a high accuracy in seconds; the weights read like a sentiment dictionary, bigrams
+# included. A network has to beat that to earn its cost.
 #
 # ## A fastText-style model: the mean of word and bigram embeddings
 #
@@ -302,25 +263,18 @@ class FastText(nn.Module):
 
 
 def train_model(name: str, model: nn.Module, data: dict, lr: float, num_epochs: int, batch_size: int) -> None:
-    """Adam, lr decaying linearly to 0 (fastText's schedule), for ``num_epochs``; keeps curves and seconds."""
+    """Adam, lr decaying linearly to 0 (fastText's schedule); keeps history, seconds, test accuracy."""
     seed_everything(cfg.seed)
     train_loader = loader(data["train"], train.labels, batch_size, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, num_epochs * len(train_loader))
-    losses: list[torch.Tensor] = []
-
-    def loss_fn(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # keeps each training step's loss
-        loss = F.cross_entropy(y_hat, y)
-        if torch.is_grad_enabled():  # evaluate() runs without gradients
-            losses.append(loss.detach())  # no .item(): a GPU need not wait for it
-        return loss
-
-    start = time.perf_counter()
-    kwargs = {"loss_fn": loss_fn, "num_epochs": num_epochs, "device": device, "scheduler": scheduler}
-    val_loader = loader(data["val"], val.labels, 256, shuffle=False)
-    history = fit(model, optimizer, train_loader, val_loader, scheduler_interval="batch", **kwargs)
-    seconds[name] = time.perf_counter() - start
-    curves[name] = (torch.stack(losses).float().cpu(), len(train_loader), history.column("val_acc"))
+    start, val_loader = time.perf_counter(), loader(data["val"], val.labels, 256, shuffle=False)
+    histories[name] = fit(model, optimizer, train_loader, val_loader, loss_fn=F.cross_entropy,
+                          num_epochs=num_epochs, device=device, scheduler=scheduler,
+                          scheduler_interval="batch")  # fmt: skip
+    seconds[name], predictions[name] = time.perf_counter() - start, predict(model, data["test"])
+    accuracy[name] = (predictions[name] == test.labels).float().mean().item()
+    print(f"{name}: test accuracy {accuracy[name]:.4f} ({seconds[name]:.1f} s of training)")
 
 
 @torch.no_grad()
@@ -330,7 +284,7 @@ def predict(model: nn.Module, seqs: list[torch.Tensor]) -> torch.Tensor:
     y_hat = torch.empty(len(seqs), dtype=torch.long)
     for batch in BucketBatchSampler([len(s) for s in seqs], 256, shuffle=False):
         x = pad_sequence([seqs[i] for i in batch], batch_first=True).to(device)  # (B, T)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             y_hat[batch] = model(x).argmax(dim=1).cpu()
     return y_hat
 
@@ -338,23 +292,19 @@ def predict(model: nn.Module, seqs: list[torch.Tensor]) -> torch.Tensor:
 seed_everything(cfg.seed)
 fasttext = FastText(len(ngrams), cfg.embed_dim, len(train.classes))
 train_model("fasttext", fasttext, ngram_ids, cfg.lr, cfg.num_epochs, cfg.batch_size)
-y_hat_fasttext = predict(fasttext, ngram_ids["test"])
-accuracy["fasttext"] = (y_hat_fasttext == test.labels).float().mean().item()
-print(f"fastText-style: test accuracy {accuracy['fasttext']:.4f} ({seconds['fasttext']:.1f} s of training)")
 for text in ("A good movie.", "Not a good movie.", "Not bad at all.", "A bad movie."):
     x = torch.tensor([ngrams.encode(add_bigrams(tokenize(text)))], device=device)  # (1, T)
     print(f"P(pos | {text!r}) = {fasttext.eval()(x).float().softmax(dim=1)[0, 1]:.2f}")
 
 # %% [markdown]
-# What to notice: two epochs give about 0.89. It is still a bag: "not a good movie" holds no bigram
-# "not good" and reads as praise (0.97 in full mode), "not bad at all" as a pan (0.00).
+# What to notice: two epochs come close to the baseline. It is still a bag: "not a good movie" holds
+# no bigram "not good" and reads as praise, "not bad at all" as a pan (the probabilities above).
 #
 # ## A 1-D convolutional network (Kim, 2014)
 #
 # A filter of width 3 slides along the review and fires on a 3-word pattern wherever it is ("not
 # worth it"). Max-over-time pooling keeps each filter's strongest response: any review becomes one
-# vector; dropout and a linear layer follow. It reads the first `max_len` words. Kim started from
-# pretrained word vectors; we start from GloVe's 50-d ones (lesson 01) and fine-tune them.
+# vector. It reads the first `max_len` words, starting from GloVe's 50-d vectors (lesson 01), as Kim did.
 
 
 # %%
@@ -370,13 +320,11 @@ class TextCNN(nn.Module):
         self.fc = nn.Linear(num_filters * len(widths), num_classes)
         self.max_width = max(widths)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, max(0, self.max_width - x.shape[1])), value=PAD_ID)  # the widest filter fits
         e = self.embedding(x).transpose(1, 2)  # (B, T, D) -> (B, D, T): Conv1d wants channels first
-        return torch.cat([F.relu(conv(e)).amax(dim=2) for conv in self.convs], dim=1)  # (B, F * 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.features(x)))  # (B, C)
+        features = torch.cat([F.relu(conv(e)).amax(dim=2) for conv in self.convs], dim=1)  # (B, F * 3)
+        return self.fc(self.dropout(features))  # (B, C)
 
 
 def glove_init(embedding: nn.Embedding, vocab: Vocab) -> float:
@@ -391,59 +339,92 @@ def glove_init(embedding: nn.Embedding, vocab: Vocab) -> float:
 
 
 cnn_vocab = Vocab.build(train_tokens, min_freq=2, max_size=30_000)  # words only: filters see the order
-word_ids = {
-    name: [torch.tensor(cnn_vocab.encode(t[: cfg.max_len])) for t in ts] for name, ts in tokens.items()
-}
+word_ids = {k: [torch.tensor(cnn_vocab.encode(t[: cfg.max_len])) for t in ts] for k, ts in tokens.items()}
 seed_everything(cfg.seed)
 cnn = TextCNN(len(cnn_vocab), 50, cfg.num_filters, len(train.classes))  # 50: GloVe's size
 glove_coverage = glove_init(cnn.embedding, cnn_vocab)
-train_model("cnn", cnn, word_ids, cfg.lr_cnn, cfg.num_epochs_cnn, cfg.batch_size_cnn)
-y_hat_cnn = predict(cnn, word_ids["test"])
-accuracy["cnn"] = (y_hat_cnn == test.labels).float().mean().item()
 print(f"GloVe covers {glove_coverage:.0%} of the CNN's {len(cnn_vocab):,} words")
-print(f"1-D CNN: test accuracy {accuracy['cnn']:.4f} ({seconds['cnn']:.1f} s of training)")
+train_model("cnn", cnn, word_ids, cfg.lr_cnn, cfg.num_epochs_cnn, cfg.batch_size_cnn)
 
 # %% [markdown]
-# What to notice: a CNN epoch costs several fastText epochs, and sized for a 2-core CPU it does not
-# beat the bags of bigrams: long reviews full of sentiment words suit a bag.
-#
-# ## Training curves, and the confusion matrix of the best network
+# What to notice: a CNN epoch costs several fastText epochs, and sized for a 2-core CPU it does not beat
+# the bags of bigrams (in full mode): long reviews full of sentiment words suit a bag. Below: the
+# training curves, and the confusion matrix of the best network.
 
 
 # %%
-fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
-for name, (losses, steps_per_epoch, val_acc) in curves.items():
-    window = max(1, min(50, len(losses) // 10))  # a moving average smooths the noise of single batches
-    smooth = np.convolve(losses.numpy(), np.ones(window) / window, mode="valid")
-    ax_loss.plot((np.arange(len(smooth)) + window) / steps_per_epoch, smooth, label=name)
-    ax_acc.plot(range(1, len(val_acc) + 1), val_acc, marker="o", label=name)
-ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss per batch (moving average)")
-ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title=f"{len(val):,} held-out reviews")
-for ax in (ax_loss, ax_acc):
-    ax.legend()
-    ax.grid(alpha=0.3)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+for ax, key in zip(axes, ("train_loss", "val_acc"), strict=True):  # per epoch; val: the held-out reviews
+    curves = {name: history.column(key) for name, history in histories.items()}
+    plot_curves(curves, title=key, xlabel="epoch", ylabel=key, ax=ax)
 lesson.savefig(fig, "training_curves")
-
 best = max(("fasttext", "cnn"), key=accuracy.get)
-y_hat_best = {"fasttext": y_hat_fasttext, "cnn": y_hat_cnn}[best]
-cm = confusion_matrix(y_hat_best, test.labels, len(test.classes))
+cm = confusion_matrix(predictions[best], test.labels, len(test.classes))
 lesson.savefig(plot_confusion_matrix(cm, test.classes, title=f"{best}, test set"), "confusion_matrix")
 
 # %% [markdown]
 # ## What you measured
 #
-# Full mode (22,998 reviews to train, 2,000 to validate, 24,998 to test; seed 0; 2 threads of a 2-core
-# CPU shared with other jobs, load average 7): TF-IDF + logistic regression 0.909 (16 s), fastText-style
-# 0.894 (107 s of training), the CNN 0.862 (465 s; 12 minutes in all). The linear baseline stays the
-# line to beat on long reviews; pretrained transformers (lesson 04) pass it. Try `--num-epochs-cnn 4`.
+# Each model's test accuracy and training seconds. In full mode (23,000 reviews to train, 25,000 to
+# test) the linear baseline is the line to beat; pretrained transformers (lesson 05) pass it.
 
 # %%
-minimum = {"baseline": (0.89, 0.6), "fasttext": (0.88, 0.5), "cnn": (0.85, 0.4), "best_neural": (0.89, 0.5)}
-tiny = data_name != "imdb"  # 150 sentences to learn from: any accuracy can happen
-for name, value in [*accuracy.items(), ("best_neural", accuracy[best])]:  # minimum: (full, quick) mode
-    lesson.record(f"{name}_acc", value, min=0.0 if tiny else minimum[name][lesson.quick], max=1.0)
-for name, value in seconds.items():
-    lesson.record(f"seconds_{name}", value, min=0.0)
-lesson.record("best_neural_train_seconds", seconds[best], min=0.0, max=180.0 if full else None)
-lesson.record("glove_coverage", glove_coverage, min=0.8 if full else 0.0, max=1.0)
+for name in accuracy:
+    print(f"{name:<9} test accuracy {accuracy[name]:.4f}  ({seconds[name]:.1f} s)")
+minimum = {"baseline": (0.89, 0.7), "fasttext": (0.88, 0.65), "cnn": (0.85, 0.6)}  # (full, quick)
+for name, value in accuracy.items():
+    lesson.record(f"{name}_acc", value, min=minimum[name][lesson.quick], chance=0.5)  # two balanced classes
+lesson.record("glove_coverage", glove_coverage, min=0.8, max=1.0)
 lesson.finish()
+
+# %% [markdown]
+# ## Exercises
+# Each cell below holds a stub: read its docstring, replace `raise NotImplementedError` with your
+# code, then run the check cell at the end (or `dlkit check nlp/02` in a terminal). The checks compare
+# your code with `nn.EmbeddingBag`, scikit-learn's `TfidfTransformer` and `F.conv1d`.
+
+# %% tags=["exercise"]
+import torch
+
+
+def bag_mean(ids: torch.Tensor, weight: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Write FastText's `nn.EmbeddingBag(mode="mean", padding_idx=pad_id)`: ids (B, T) -> (B, D).
+
+    ids are 0-padded, weight is the table (V, D); the result is the mean of each row's token
+    vectors, padding left out. Look the rows up (`weight[ids]`, (B, T, D)), zero the padding with a
+    mask, divide by the number of real tokens. A review with no real token gets zeros, as
+    EmbeddingBag gives (no NaN).
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+
+
+def tfidf(counts: torch.Tensor) -> torch.Tensor:
+    """Write TF-IDF as `TfidfTransformer(sublinear_tf=True)` computes it: counts (N, V) -> (N, V).
+
+    tf = 1 + ln(count) where count > 0, else 0; idf = ln((1 + N) / (1 + df)) + 1, where df counts
+    the rows in which the token occurs (the 1s "smooth" it, as if one extra row held every token);
+    then each row of tf * idf is divided by its L2 norm.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+
+
+def conv_max_over_time(e: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One width of TextCNN by hand: e (B, T, D), weight (F, D, k), bias (F,) -> features (B, F).
+
+    A feature is the ReLU of one filter's response at every position, maxed over the positions.
+    `e.unfold(1, k, 1)` gives the windows, (B, T - k + 1, D, k); a filter's response is the sum over
+    (D, k) of window * filter, plus its bias (`torch.einsum`). No kernel flip: this is `F.conv1d`.
+    """
+    raise NotImplementedError
+
+
+# %%
+lesson.check_exercises(globals())

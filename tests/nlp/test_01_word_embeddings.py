@@ -1,10 +1,10 @@
 """Lesson 01 (word embeddings): skip-gram with negative sampling against PyTorch and gensim, and GloVe.
 
-Quick mode trains one epoch on 1,000 IMDB reviews (about 230,000 words) when IMDB is on disk: too little
-for good embeddings, so the run is checked for what it must show (the loss falls, gensim's numbers sit
-next to ours, the evaluation agrees with gensim's own) and GloVe for what real vectors do. A second run
-finds no data at all and trains on the news stories shipped with gensim. The from-scratch parts are
-checked in float64 against direct formulas, autograd and gensim.
+Quick mode trains on 250 IMDB reviews (about 50,000 words) when IMDB is on disk, else on 250 of the
+news stories shipped with gensim: too little for good embeddings, so the lesson records what it can
+show (the loss falls well below its start, our evaluation of gensim's vectors equals gensim's own,
+GloVe's analogies) and prints the rest. The from-scratch parts are checked in float64 against direct
+formulas, autograd and gensim.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, load_definitions, outcome, run_lesson
 
-from dlkit.data import locate
+from dlkit.lesson import outcome_problems
+from dlkit.metrics import analogy_accuracy, analogy_ranking, nearest_words, read_analogies
 
 LESSON = "nlp/01_word_embeddings.py"
+QUICK_OUTCOMES = {"onehot_lookup_max_diff", "sgns_final_loss", "gensim_eval_diff", "glove_king_queen_rank"}
 
 
 @pytest.fixture(scope="module")
@@ -27,55 +29,26 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return run_lesson(LESSON, tmp_path=tmp_path_factory.mktemp("nlp01"))
 
 
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A run as on a user's machine with no dataset: the Lee news stories that ship with gensim."""
-    tmp = tmp_path_factory.mktemp("nlp01_offline")
-    return run_lesson(LESSON, "--quick", "--num-docs", "300", tmp_path=tmp, no_data=True)
-
-
-def test_says_which_data(result):
-    if locate("imdb") is None:
-        pytest.skip("IMDB is not on disk")
-    assert set(result["data"]) == {"imdb", "glove"}
-    assert "1,000 documents" in result["data"]["imdb"]
-
-
-def test_sgns_trains_and_sits_next_to_gensim(result):
+def test_records_what_quick_mode_can_show_with_ranges_that_can_fail(result):
+    assert set(result["outcomes"]) == QUICK_OUTCOMES | {"glove_analogy_acc"}
+    assert all(o["passed"] for o in result["outcomes"].values()) and outcome_problems(result) == []
     assert outcome(result, "onehot_lookup_max_diff") == 0.0
-    assert outcome(result, "sgns_final_loss") < 3.6  # from (1 + 5) ln 2 = 4.16 at the start
-    assert outcome(result, "sgns_words_per_s") > 1_000
-    assert outcome(result, "gensim_words_per_s") > 1_000
-    assert outcome(result, "gensim_speedup") == pytest.approx(
-        outcome(result, "gensim_words_per_s") / outcome(result, "sgns_words_per_s")
-    )
-    # Our analogy evaluation of gensim's vectors equals gensim's evaluate_word_analogies.
-    assert outcome(result, "gensim_analogy_acc") == pytest.approx(outcome(result, "gensim_own_analogy_acc"))
-    if "imdb" in result["data"]:
-        assert 0.05 < outcome(result, "analogy_coverage") < 0.3  # a small vocabulary: few questions
-        assert outcome(result, "sgns_analogy_acc") < 0.1  # 230,000 words are far too few
-    assert "gensim:" in result["stdout"] and "faster than our PyTorch SGNS" in result["stdout"]
+    assert result["outcomes"]["sgns_final_loss"]["chance"] == pytest.approx(6 * math.log(2))  # (1 + K) ln 2
+    assert "words/s" in result["stdout"] and "x ours" in result["stdout"]  # speeds: printed, not recorded
 
 
-def test_glove_knows_king_and_queen(result):
+def test_says_which_data_and_glove_knows_king_and_queen(result):
+    assert set(result["data"]) in ({"imdb", "glove"}, {"lee_news", "glove"})
     assert "GloVe 6B 50d" in result["data"]["glove"]
-    assert outcome(result, "glove_king_queen_rank") == 1
-    assert 0.4 < outcome(result, "glove_analogy_acc") < 0.6  # 0.48 with 50,000 words as candidates
     assert "king - man + woman = queen" in result["stdout"]
-
-
-def test_figures_and_ranges(result):
     assert {Path(f).name for f in result["figures"]} == {"glove_pca.png", "sgns_loss.png"}
-    assert all(o["passed"] for o in result["outcomes"].values())
-    assert result["finished"]
 
 
-def test_runs_without_data_on_the_shipped_news_stories(offline):
-    assert set(offline["data"]) == {"lee_news", "glove"}
-    assert "gensim" in offline["data"]["lee_news"]
-    assert outcome(offline, "sgns_final_loss") < 4.16
-    assert outcome(offline, "glove_king_queen_rank") == 1
-    assert all(o["passed"] for o in offline["outcomes"].values())
+@pytest.mark.slow
+def test_runs_without_data_on_the_shipped_news_stories(tmp_path):
+    data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
+    assert set(data["data"]) == {"lee_news", "glove"} and "gensim" in data["data"]["lee_news"]
+    assert set(data["outcomes"]) >= QUICK_OUTCOMES and all(o["passed"] for o in data["outcomes"].values())
 
 
 # --- The lesson's own functions, without running it ---------------------------------------------
@@ -167,7 +140,7 @@ def test_skipgram_pairs_equal_a_loop(lesson):
 
 def test_read_analogies(lesson):
     words = ["athens", "greece", "oslo", "norway", "king", "queen", "man", "woman"]
-    questions, total = lesson.read_analogies(lesson.ANALOGIES, {w: i for i, w in enumerate(words)})
+    questions, total = read_analogies(lesson.ANALOGIES, {w: i for i, w in enumerate(words)})
     assert total == 19_544
     assert questions.shape[1] == 4 and len(questions) >= 1
     assert [words[i] for i in questions[0].tolist()] == ["athens", "greece", "oslo", "norway"]
@@ -182,11 +155,12 @@ def glove():
 
 
 def test_glove_king_man_woman_queen(lesson, glove):
-    ranking = lesson.analogy_ranking(glove.vectors, glove.index, "man", "king", "woman")
+    ranking = analogy_ranking(glove.vectors, glove.index, "man", "king", "woman")
     top3 = [glove.words[i] for i in ranking[:3]]
     assert "queen" in top3, top3
     assert not {"king", "man", "woman"} & set(glove.words[i] for i in ranking)
     assert lesson.related_minus_random(glove.vectors, glove.index) > 0.3
+    assert "queen" in nearest_words(glove.vectors, glove.words, "king", k=5)
 
 
 def test_analogy_accuracy_equals_gensims(lesson, glove):
@@ -196,10 +170,8 @@ def test_analogy_accuracy_equals_gensims(lesson, glove):
     keyed = KeyedVectors(50)
     keyed.add_vectors(glove.words[:num_words], glove.vectors[:num_words].numpy())
     theirs, _ = keyed.evaluate_word_analogies(lesson.ANALOGIES, restrict_vocab=num_words)
-    questions, _ = lesson.read_analogies(
-        lesson.ANALOGIES, {w: i for i, w in enumerate(glove.words[:num_words])}
-    )
-    ours = lesson.analogy_accuracy(glove.vectors[:num_words], questions, chunk=100)
+    questions, _ = read_analogies(lesson.ANALOGIES, {w: i for i, w in enumerate(glove.words[:num_words])})
+    ours = analogy_accuracy(glove.vectors[:num_words], questions, chunk=100)
     assert ours == pytest.approx(theirs, abs=1e-9)
     assert 0.3 < ours < 0.9
     assert not math.isnan(ours)

@@ -1,12 +1,12 @@
 """Lesson 03 (sequence models): hand-written RNN/LSTM/GRU cells equal PyTorch's, packing, clipping, a char LM.
 
 Quick mode trains a small LSTM for 300 steps on the first 150,000 characters of tiny shakespeare when
-it is on disk (else on three sonnets bundled in the lesson). A second run finds no data at all: the sonnets.
+it is on disk, else on three sonnets that ship with dlkit (it learns them by heart): either way it
+must beat the unigram baseline, which the lesson checks against ranges that can fail.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from conftest import ROOT, load_definitions, outcome, run_lesson
 from torch import nn
 
-from dlkit.data import locate
+from dlkit.data import bundled_sonnets
+from dlkit.lesson import outcome_problems
 from dlkit.text import CharVocab
 
 LESSON = "nlp/03_sequence_models.py"
@@ -27,46 +28,35 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return run_lesson(LESSON, tmp_path=tmp_path_factory.mktemp("nlp03"))
 
 
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A run as on a user's machine without tiny shakespeare: the bundled sonnets."""
-    tmp = tmp_path_factory.mktemp("nlp03_offline")
-    return run_lesson(LESSON, "--quick", "--num-steps", "100", tmp_path=tmp, no_data=True)
-
-
-def test_cells_and_packing_match_pytorch(result):
+def test_cells_packing_and_clipping(result):
     for name in ("rnn_cell_max_diff", "lstm_cell_max_diff", "gru_cell_max_diff", "packed_max_diff"):
         assert outcome(result, name) < 1e-6, name
-    assert outcome(result, "padded_max_diff") > 1e-3  # without packing, the padding leaks in
-
-
-def test_clipping_tames_an_exploding_gradient(result):
-    assert outcome(result, "grad_norm_before_clip") > 1e6
     assert outcome(result, "grad_norm_after_clip") == pytest.approx(1.0, rel=1e-3)
 
 
-def test_language_model_beats_the_unigram_baseline(result):
-    if locate("tiny_shakespeare") is None:
-        pytest.skip("tiny shakespeare is not on disk: the run used the bundled sonnets")
-    assert "tiny_shakespeare" in result["data"]
-    assert 3.0 < outcome(result, "unigram_val_loss") < 3.5  # ln-entropy of Shakespeare's characters
-    assert outcome(result, "lm_val_loss") < 2.3  # 300 small steps: about 2.0 nats per character
-    assert outcome(result, "lm_gain_over_unigram") > 0.9
-    assert outcome(result, "sample_word_hit_rate") > 0.5  # mostly real words at T=0.5
-    assert outcome(result, "sample_length") == 200
-    assert "ROMEO:" in result["stdout"] and "--- top-5" in result["stdout"]
+def test_language_model_beats_the_baselines_with_ranges_that_can_fail(result):
+    assert set(result["data"]) in ({"tiny_shakespeare"}, {"sonnets"})
+    unigram = result["outcomes"]["unigram_val_loss"]
+    assert unigram["chance"] > unigram["max"]  # ln(vocabulary size): a uniform guess must fail
+    assert result["outcomes"]["lm_val_loss"]["chance"] == pytest.approx(unigram["value"])
+    assert "seconds_train" not in result["outcomes"] and " s; val loss " in result["stdout"]
+    assert "--- top-5" in result["stdout"]
+    assert all(o["passed"] for o in result["outcomes"].values()) and outcome_problems(result) == []
+    assert {"gradient_vs_length.png", "loss_curves.png"} <= {Path(f).name for f in result["figures"]}
 
 
-def test_figures_and_ranges(result):
-    names = {Path(f).name for f in result["figures"]}
-    assert {"gradient_vs_length.png", "loss_curves.png"} <= names
-    assert all(o["passed"] for o in result["outcomes"].values())
+@pytest.mark.slow
+def test_runs_without_data_on_the_bundled_sonnets(tmp_path):
+    data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
+    assert set(data["data"]) == {"sonnets"} and "bundled" in data["data"]["sonnets"]
+    assert all(o["passed"] for o in data["outcomes"].values())
 
 
-def test_runs_without_data_on_the_bundled_sonnets(offline):
-    assert set(offline["data"]) == {"sonnets"} and "bundled" in offline["data"]["sonnets"]
-    assert outcome(offline, "lm_val_loss") < outcome(offline, "unigram_val_loss")
-    assert all(o["passed"] for o in offline["outcomes"].values())
+def test_bundled_sonnets():
+    sonnets = bundled_sonnets()
+    assert sonnets.text.startswith("Shall I compare thee to a summer's day?\nThou art more lovely")
+    assert len(sonnets) == 1837 and sonnets.text.count("\n") == 42  # three sonnets of 14 lines each
+    assert "bundled" in sonnets.source
 
 
 # --- The lesson's own functions, without running it ---------------------------------------------
@@ -77,6 +67,7 @@ def lesson():
     module = load_definitions(ROOT / LESSON)
     # the functions that read the lesson's globals
     module.device, module.cfg = torch.device("cpu"), SimpleNamespace(seed=0, seq_len=7)
+    module.amp_dtype = None  # float32
     return module
 
 
@@ -158,15 +149,6 @@ def test_temperature(lesson):
     torch.testing.assert_close(frequencies, row.softmax(dim=1)[0], atol=0.02, rtol=0)  # T=1: the softmax
     hot = torch.cat([lesson.sample_next(row.expand(1000, 4), 4.0, generator=g) for _ in range(10)])
     assert (hot == 0).float().mean() < frequencies[0] - 0.2  # a high temperature flattens
-
-
-def test_unigram_loss_is_the_cross_entropy_of_train_frequencies(lesson):
-    train, val = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2])
-    p = torch.tensor([4, 2, 1]) / 7  # counts + 1
-    expected = -(p[0].log() + p[1].log() + p[2].log()) / 3
-    assert lesson.unigram_loss(train, val, 3) == pytest.approx(expected.item())
-    uniform = torch.arange(10).repeat(20)
-    assert lesson.unigram_loss(uniform, uniform, 10) == pytest.approx(math.log(10))
 
 
 def test_random_windows_predict_the_next_character(lesson):
