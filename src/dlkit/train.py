@@ -650,7 +650,7 @@ def train_loop(
     while not done:
         if iterator is None:  # a new pass over the data
             batches = epochs(state.epoch)
-            if epochs is not data:  # a function of the epoch: its batches say how many steps it has
+            if epochs is data:  # a function of the epoch: its batches say how many steps it has
                 steps_per_epoch = _length(batches) or steps_per_epoch
             sampler = getattr(batches, "sampler", None)
             if hasattr(sampler, "set_epoch"):  # a DistributedSampler shuffles with (seed, epoch)

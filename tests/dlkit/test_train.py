@@ -308,6 +308,21 @@ def test_fractional_epochs_are_counted_in_steps():
     assert state.step == 18 and [r["step"] for r in state.rows] == [12, 18]  # an epoch, then the half
 
 
+def test_data_given_as_a_function_of_the_epoch_counts_its_epochs():
+    train, val = easy_classification()
+    loader = make_loader(train, 32, shuffle=True)  # 12 batches per epoch
+    seen = []
+
+    def batches(epoch):  # e.g. re-augmented data each epoch
+        seen.append(epoch)
+        return loader
+
+    # the budget and the evaluations fall on each epoch's last step: that epoch is complete
+    state, _, _ = _loop(batches, Budget(steps=24), Evaluation(_val_loss(val), every_steps=12))
+    assert seen == [0, 1] and state.step == 24 and state.epoch == 2
+    assert [(r["step"], r["epoch"]) for r in state.rows] == [(12, 1), (24, 2)]
+
+
 def test_endless_data_needs_a_step_or_time_budget_and_the_schedule_follows_it():
     train, val = easy_classification()
     x, y = train.tensors
