@@ -24,6 +24,7 @@ In a notebook, the cell after the exercises runs :func:`report` on the notebook'
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import math
@@ -81,7 +82,7 @@ class Exercise:
     @property
     def id(self) -> str:
         """``fundamentals/02.leaky_relu_grad``: what ``dlkit check`` takes."""
-        return f"{self.lesson.split('_', 1)[0]}.{self.name}"
+        return f"{short_name(self.lesson)}.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ class Result:
 
 
 # --- finding lessons and their exercise cells -------------------------------------------------
+
+
+def short_name(lesson: str) -> str:
+    """``computer_vision/05_faster_rcnn`` -> ``computer_vision/05``: what ``dlkit check`` takes."""
+    part, _, file = lesson.rpartition("/")
+    return f"{part}/{file.split('_', 1)[0]}"
 
 
 def _root(root: str | Path | None) -> Path:
@@ -107,9 +114,11 @@ def find_lesson(spec: str, root: str | Path | None = None) -> str:
     key = spec.strip().removesuffix(".py").strip("/")
     matches = [lesson for lesson in COURSE if lesson == key or lesson.startswith(key + "_")]
     if len(matches) != 1:
-        near = [lesson for lesson in COURSE if key.split("/")[0] in lesson] or list(COURSE)
+        parts = sorted({lesson.split("/")[0] for lesson in COURSE})
+        close = difflib.get_close_matches(key.split("/")[0], parts, n=1)
+        near = [lesson for lesson in COURSE if close and lesson.startswith(close[0] + "/")] or list(COURSE)
         raise UserError(
-            f"no lesson {spec!r}: name one as PART/NN, e.g. {', '.join(n.split('_')[0] for n in near[:3])}"
+            f"no lesson {spec!r}: name one as PART/NN, e.g. {', '.join(short_name(n) for n in near[:3])}"
             if not matches
             else f"{spec!r} names several lessons: {', '.join(matches)}"
         )
@@ -345,7 +354,7 @@ def report(namespace: dict[str, Any], lesson: str, root: str | Path | None = Non
     )
     print(format_results(results, verbose=counts[NOT_STARTED] < len(results)))
     if counts[PASSING] < len(results):
-        short = lesson.split("_", 1)[0]
+        short = short_name(lesson)
         print(f"  fill in the cells above, then run this cell again (or `dlkit check {short}` in a terminal)")
     return results
 
