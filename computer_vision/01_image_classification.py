@@ -13,8 +13,8 @@
 # - the output size `(H + 2p - k) // s + 1`, and the receptive field of a stack of layers, computed
 #   with a formula and measured with the gradient of one output pixel;
 # - why a conv layer has hundreds of weights where a dense layer with the same output has millions;
-# - a BatchNorm CNN trained with `dlkit.train.fit` (bf16 autocast, channels_last on a GPU, OneCycle,
-#   batched augmentation on the device) against a logistic-regression baseline;
+# - a BatchNorm CNN (`dlkit.nets.make_cnn`) trained with `dlkit.train.fit` (bf16 autocast,
+#   channels_last on a GPU, OneCycle, batched augmentation on the device) against logistic regression;
 # - reading a confusion matrix and the images the model gets wrong.
 
 # %%
@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from itertools import pairwise
 
 import matplotlib.pyplot as plt
 import torch
@@ -31,48 +30,47 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
-from dlkit.data import choose_dataset, load_train_test
-from dlkit.lesson import Lesson, LessonConfig
-from dlkit.metrics import confusion_matrix
+from dlkit.augment import flip_lr, random_translate
+from dlkit.config import flag
+from dlkit.data import Standardize, choose_dataset, load_train_test, split
+from dlkit.lesson import Lesson, LessonConfig, exactly
+from dlkit.metrics import confusion_matrix, predict_classes
+from dlkit.nets import make_cnn
 from dlkit.plots import image_grid, plot_confusion_matrix, plot_history
 from dlkit.train import History, TensorBatches, fit
 
 
 @dataclass
 class Config(LessonConfig):
-    num_train: int = 0  # training images to use; 0 = all 60,000 (num_val of them are held out)
-    num_test: int = 0  # test images to use; 0 = all 10,000
-    num_val: int = 5_000  # held out of the training images, to watch training without the test set
-    width: int = 32  # channels of the first conv block; the next two have 2x and 4x as many
-    dropout_p: float = 0.2
+    num_train: int = flag(0, help="training images to use, num_val of them held out (0: all 60,000)", min=0)
+    num_test: int = flag(0, help="test images to use (0: all 10,000)", min=0)
+    num_val: int = flag(5_000, help="held out of the training images, to watch training", min=1)
+    width: int = flag(
+        32, help="channels of the first conv block; the next two have 2x and 4x", min=1, max=512
+    )
+    dropout_p: float = flag(0.2, help="dropout before the CNN's linear layer", min=0, max=0.9)
     batch_size: int = 128
-    num_epochs: int = 8
-    lr: float = 3e-3  # the peak of the OneCycle schedule (AdamW)
+    num_epochs: int = flag(8, help="epochs of the CNN", min=1, max=200)
+    lr: float = flag(3e-3, help="the peak of the OneCycle schedule (AdamW)", above=0, max=1)
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
-    max_shift: int = 0  # augmentation: move each training image by up to this many pixels (see below)
-    baseline_epochs: int = 4
+    max_shift: int = flag(
+        0, help="augmentation: shift each training image by up to this many pixels", min=0, max=8
+    )
+    baseline_epochs: int = flag(4, help="epochs of the logistic-regression baseline", min=1, max=200)
 
 
 # Quick mode: 2,000 images, and smaller batches so that its 3 epochs still take enough steps.
 quick = {"num_train": 2000, "num_test": 500, "num_val": 250, "batch_size": 32, "num_epochs": 3}
 lesson = Lesson("computer_vision/01_image_classification", Config, quick=quick)
-cfg, device = lesson.cfg, lesson.device
+cfg, device, full = lesson.cfg, lesson.device, not lesson.quick
 
-# Quick mode never needs the network: a Fashion-MNIST subset when it is on disk, else sklearn's digits.
-name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
-print("data:", "Fashion-MNIST (28x28)" if name == "fashion_mnist" else "scikit-learn digits (8x8)")
-train_data, test_data = load_train_test(name, num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed)
-lesson.uses_data("train", train_data.source)
-lesson.uses_data("test", test_data.source)
-classes, num_classes = train_data.classes, len(train_data.classes)
-in_channels, size = train_data.x.shape[1], train_data.x.shape[-1]  # (N, C, H, W), square images
-
-
-def exactly(value: float) -> dict[str, float]:
-    """The range of an outcome that has one right value."""
-    return {"min": value, "max": value}
-
+name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)  # quick: never the network
+all_train, test_data = load_train_test(name, num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed)
+val_data, train_data = split(all_train, cfg.num_val, seed=cfg.seed)  # to watch training: no test set
+lesson.uses_data(name, f"train and validation: {all_train.source}; test: {test_data.source}")
+classes, num_classes = all_train.classes, len(all_train.classes)
+in_channels, size = all_train.x.shape[1], all_train.x.shape[-1]  # (N, C, H, W), square images
 
 # %% [markdown]
 # ## Convolution and max pooling, by hand
@@ -133,11 +131,8 @@ lesson.record("pool_max_abs_diff", pool_diff, max=1e-6)
 
 # The output-size formula against the shapes PyTorch produces, for conv and pool layers alike.
 layers = [(nn.Conv2d(1, 1, *c), c) for c in CONV_SETTINGS] + [(nn.MaxPool2d(*c), c) for c in POOL_SETTINGS]
-checks = [
-    (layer(torch.zeros(1, 1, n, n)).shape[-2:], (output_size(n, *c),) * 2)
-    for layer, c in layers
-    for n in (28, 11, 7)
-]
+checks = [(layer(torch.zeros(1, 1, n, n)).shape[-2:], (output_size(n, *c),) * 2) for layer, c in layers
+          for n in (28, 11, 7)]  # fmt: skip
 mismatches, checked = sum(actual != formula for actual, formula in checks), len(checks)
 lesson.record("shape_checks", checked, min=3 * (len(CONV_SETTINGS) + len(POOL_SETTINGS)))
 lesson.record("shape_mismatches", mismatches, max=0)
@@ -154,7 +149,7 @@ lesson.record("shape_mismatches", mismatches, max=0)
 
 # %%
 SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])  # left minus right
-image = train_data.x[:1, :1]  # (1, 1, H, W), the first channel of the first training image
+image = train_data.x[:1, :1]  # (1, 1, H, W), the first channel of a training image
 edges = conv2d_by_hand(image, torch.stack([SOBEL_X, SOBEL_X.T])[:, None], padding=1)  # (1, 2, H, W)
 panels = {"image": image, "vertical edges": edges[:, :1], "horizontal edges": edges[:, 1:]}
 panels["|vertical|, max-pooled"] = max_pool2d_by_hand(edges[:, :1].abs(), 2)  # (1, 1, H/2, W/2)
@@ -168,9 +163,9 @@ lesson.savefig(fig, "edge_filters")
 # %% [markdown]
 # ## The CNN, and how far each of its outputs can see
 #
-# Three blocks of conv 3x3 (padding 1), BatchNorm, ReLU and a 2x2 max pool: the maps shrink 28 -> 14
-# -> 7 -> 3 while the channels grow 32 -> 64 -> 128, then one linear layer reads the 128 x 3 x 3
-# features. `output_size` tells us that 3 before we build anything.
+# `dlkit.nets.make_cnn` stacks three blocks of conv 3x3 (padding 1, no bias: the BatchNorm after it
+# has its own shift), BatchNorm, ReLU and a 2x2 max pool: the maps shrink 28 -> 14 -> 7 -> 3 while the
+# channels grow 32 -> 64 -> 128, then one linear layer reads the 128 x 3 x 3 features.
 #
 # The **receptive field** of a pixel of a feature map is the input region it depends on. Each layer
 # widens it by `(k - 1) * jump`, where `jump`, the product of the strides before it, is how far apart
@@ -181,21 +176,6 @@ lesson.savefig(fig, "edge_filters")
 
 
 # %%
-def conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    # No conv bias: the BatchNorm right after it subtracts the mean and adds its own shift.
-    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
-
-
-def make_cnn() -> nn.Sequential:
-    widths, side = [cfg.width, 2 * cfg.width, 4 * cfg.width], size
-    for _ in widths:
-        side = output_size(side, k=2, stride=2)  # the conv keeps the size, the pool halves it (floor)
-    blocks = [conv_block(c_in, c_out) for c_in, c_out in pairwise([in_channels, *widths])]
-    head = [nn.Flatten(), nn.Dropout(cfg.dropout_p), nn.Linear(widths[-1] * side * side, num_classes)]
-    return nn.Sequential(*blocks, *head)  # (B, C, H, W) -> (B, num_classes)
-
-
 def receptive_field(model: nn.Module) -> int:
     """The receptive field of model's conv/pool stack, from each layer's kernel size and stride."""
     field, jump = 1, 1
@@ -233,12 +213,14 @@ def nonzero_extent(grad: torch.Tensor) -> tuple[int, int]:
 
 
 # %%
+side = output_size(output_size(output_size(size, 2, 2), 2, 2), 2, 2)  # each pool halves (floor)
+widths = (cfg.width, 2 * cfg.width, 4 * cfg.width)  # three conv blocks, then a linear layer
+cnn = partial(make_cnn, in_channels, num_classes, widths, image_size=size, dropout=cfg.dropout_p)
 torch.manual_seed(cfg.seed)
-model = make_cnn()
+model = cnn()  # (B, C, H, W) -> (B, num_classes)
 grad = gradient_of_center_pixel(linear_twin(model))
 field, (height, width) = receptive_field(model), nonzero_extent(grad)
-print(model)
-print(f"receptive field: formula {field}, measured {height} x {width} (images are {size} x {size})")
+print(f"receptive field: formula {field}, measured {height} x {width}; maps {size} -> {side} px a side")
 lesson.record("receptive_field", field, **exactly(22))
 lesson.record("receptive_field_gap", abs(height - field) + abs(width - field), max=0)
 four_convs = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(4)])  # no pooling
@@ -283,53 +265,38 @@ lesson.record("cnn_params", num_params(model), max=200_000)
 # Fashion-MNIST fits in memory many times over, so, as in the fastest CIFAR-10 scripts, the whole set
 # moves to the device once, and a batch is `X[idx]`: no per-image `Dataset.__getitem__`, no collation
 # (`dlkit.train.TensorBatches` does this, in a new order every epoch, and `fit` takes it for a loader).
-# Augmentation is batched too: half of the images are mirrored left-right (clothes look the same
-# mirrored; digits do not, so they are not flipped), and with `--max-shift m` each is also moved by up
-# to m pixels, all in one indexing operation.
-
-
-# %%
-def flip_and_shift(X: torch.Tensor, max_shift: int, flip: bool, fill: float) -> torch.Tensor:
-    """Mirror half the images of X (B, C, H, W), move each by up to max_shift pixels: one gather."""
-    B, C, H, W = X.shape
-    if flip:
-        X = torch.where(torch.rand(B, 1, 1, 1, device=X.device) < 0.5, X.flip(-1), X)
-    if max_shift == 0:
-        return X
-    padded = F.pad(X, (max_shift,) * 4, value=fill)  # (B, C, H + 2m, W + 2m), background all round
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, B, 1, 1, 1), device=X.device)
-    rows = torch.arange(H, device=X.device)[None, None, :, None] + dy  # (B, 1, H, 1)
-    cols = torch.arange(W, device=X.device)[None, None, None, :] + dx  # (B, 1, 1, W)
-    b = torch.arange(B, device=X.device)[:, None, None, None]
-    c = torch.arange(C, device=X.device)[None, :, None, None]
-    return padded[b, c, rows, cols]  # (B, C, H, W): the window of each image at its own offset
-
+# The images are standardised with the mean and std of the training part (`dlkit.data.Standardize`).
+# Augmentation is batched too (`dlkit.augment`, lesson 03): half of the images are mirrored left-right
+# (clothes look the same mirrored; digits do not, so they are not flipped), and with `--max-shift m`
+# each is also moved by up to m pixels, the border filled by reflection: one gather for the batch.
 
 # %%
-perm = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed))
-val_idx, fit_idx = perm[: cfg.num_val], perm[cfg.num_val :]
-mean, std = train_data.x[fit_idx].mean(), train_data.x[fit_idx].std()  # from the training part only
-X_train, y_train = ((train_data.x[fit_idx] - mean) / std).to(device), train_data.y[fit_idx].to(device)
-X_val, y_val = ((train_data.x[val_idx] - mean) / std).to(device), train_data.y[val_idx].to(device)
-X_test, y_test = ((test_data.x - mean) / std).to(device), test_data.y.to(device)
-flip, max_shift = name == "fashion_mnist", min(cfg.max_shift, size // 8)
-fill = ((0 - mean) / std).item()  # the background, black, after standardising
-augment = partial(flip_and_shift, max_shift=max_shift, flip=flip, fill=fill)  # X -> augmented X
+standardize = Standardize.fit(train_data.x)  # statistics of the training part only
+X_train, y_train = standardize(train_data.x).to(device), train_data.y.to(device)
+X_val, y_val = standardize(val_data.x).to(device), val_data.y.to(device)
+X_test, y_test = standardize(test_data.x).to(device), test_data.y
+flip_p, max_shift = 0.5 if name == "fashion_mnist" else 0.0, min(cfg.max_shift, size // 8)
+
+
+def augment(X: torch.Tensor) -> torch.Tensor:
+    """A batch (B, C, H, W) -> the same images, some mirrored, each moved by up to max_shift pixels."""
+    return random_translate(flip_lr(X, flip_p), max_shift)
+
+
 val_batches = TensorBatches(X_val, y_val, 1000)
-shown = augment(X_train[:16]) * std + mean
+shown = standardize.inverse(augment(X_train[:16]))
 lesson.savefig(image_grid(shown, [classes[i] for i in y_train[:16].tolist()]), "augmented_samples")
-print(f"train {len(y_train):,}  val {len(y_val):,}  test {len(y_test):,}; flip {flip}, shift <= {max_shift}")
+print(f"train {len(y_train):,}, val {len(y_val):,}, test {len(y_test):,}; flip {flip_p}, shift {max_shift}")
 
 # %% [markdown]
 # What to notice: the augmented images are the same clothes, some mirrored; the labels do not change.
 # Augmentation makes the training set look larger, which slows memorising down, but it also makes
-# each epoch harder to learn from. In 6 epochs on this CPU (one run each), adding 2-pixel shifts to
-# the flips *lowered* test accuracy from 92.6% to 91.1%: shifts pay in longer runs, so they are off
-# by default here. Lesson 03 measures augmentation properly.
+# each epoch harder to learn from: in runs this short, shifts on top of the flips cost more than they
+# give, so they are off by default here (lesson 03 measures augmentation properly).
 #
 # Both models are trained by `dlkit.train.fit` with one recipe: AdamW, a OneCycle schedule stepped
 # every batch (warm up to `lr`, then anneal to almost 0), label smoothing, and `amp=None`, which
-# turns bf16 autocast on where it pays (CUDA GPUs, and CPUs with native bf16 such as this one).
+# turns bf16 autocast on where it pays (CUDA GPUs, and CPUs with native bf16).
 
 
 # %%
@@ -345,37 +312,35 @@ def train(model: nn.Module, num_epochs: int, run_name: str, augment=None) -> His
                run_dir=lesson.run_dir / run_name)  # fmt: skip
 
 
-@torch.no_grad()
-def predict(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """The predicted class of every image in X (N, C, H, W), 1,000 at a time."""
-    model.eval()
-    return torch.cat([model(X_batch).argmax(1) for X_batch in X.split(1000)])  # (N,)
-
-
 print("logistic regression: one linear layer on the pixels")
 torch.manual_seed(cfg.seed)
 baseline = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * size * size, num_classes))
 train(baseline, cfg.baseline_epochs, "logistic_regression")
-baseline_acc = (predict(baseline, X_test) == y_test).float().mean().item()
+baseline_acc = (predict_classes(baseline, X_test) == y_test).float().mean().item()
 
 print("CNN")
 torch.manual_seed(cfg.seed)
-model = make_cnn()
+model = cnn()
 history = train(model, cfg.num_epochs, "cnn", augment=augment)
+print(f"{history.rows[-1]['seconds']:.0f} s of training (the last row's clock) for {cfg.num_epochs} epochs")
 lesson.savefig(plot_history(history.rows, title="CNN"), "cnn_history")
-preds = predict(model, X_test).cpu()
+preds = predict_classes(model, X_test)
 cm = confusion_matrix(preds, test_data.y, num_classes)  # (num_classes, num_classes), rows = true class
 test_acc = (cm.diag().sum() / cm.sum()).item()
-print(f"logistic regression {baseline_acc:.4f}, CNN {test_acc:.4f}, "
-      f"{sum(r['seconds'] for r in history.rows):.0f} s for {cfg.num_epochs} epochs on {device}")  # fmt: skip
-lesson.record("baseline_acc", baseline_acc, min=0.80 if not lesson.quick else 0.65)
-lesson.record("test_acc", test_acc, min=0.92 if not lesson.quick else 0.70)
-lesson.record("cnn_gain_over_baseline", test_acc - baseline_acc, min=0.05 if not lesson.quick else -0.1)
+weights = num_params(model) / num_params(baseline)
+print(f"test accuracy: logistic regression {baseline_acc:.4f}, CNN {test_acc:.4f} with {weights:.0f}x the "
+      f"weights and {(1 - test_acc) / (1 - baseline_acc):.2f}x the mistakes")  # fmt: skip
+chance = 1 / num_classes
+lesson.record("baseline_acc", baseline_acc, min=0.80 if full else 0.65, chance=chance)
+lesson.record("test_acc", test_acc, min=0.92 if full else 0.70, chance=chance)
+if full:  # quick mode's 3 short epochs are too few for the CNN to pull ahead reliably: printed only
+    lesson.record("cnn_gain_over_baseline", test_acc - baseline_acc, min=0.05)
 
 # %% [markdown]
-# What to notice: the logistic regression, one weight per pixel and class, levels off near 84%; the
-# CNN, with about 13x as many weights, makes less than half as many mistakes. Its validation accuracy
-# climbs while the learning rate is high and settles as OneCycle anneals it to almost zero.
+# What to notice: the logistic regression, one weight per pixel and class, levels off early; the CNN,
+# with many more weights but each shared across positions, makes far fewer mistakes in full mode (the
+# line above says how many). Its validation accuracy climbs while the learning rate is high and
+# settles as OneCycle anneals it to almost zero.
 #
 # ## What the CNN gets wrong
 #
@@ -389,7 +354,8 @@ errors = cm - torch.diag(cm.diag())  # (num_classes, num_classes), off-diagonal 
 true_i, pred_j = divmod(errors.argmax().item(), num_classes)
 print(f"hardest class: {classes[recall.argmin()]} (recall {recall.min():.3f}); most frequent mistake: "
       f"{classes[true_i]} taken for {classes[pred_j]} ({errors.max()} times)")  # fmt: skip
-lesson.record("worst_class_recall", recall.min(), min=0.6 if not lesson.quick else 0.0)
+if full:  # in quick mode a class with few test images makes this a lottery: printed only
+    lesson.record("worst_class_recall", recall.min(), min=0.6, chance=chance)
 
 wrong = (preds != test_data.y).nonzero().squeeze(1)[:24]
 pairs = zip(test_data.y[wrong].tolist(), preds[wrong].tolist(), strict=True)
@@ -404,13 +370,72 @@ lesson.savefig(image_grid(test_data.x[wrong], labels), "misclassified")
 #
 # ## What you measured
 #
-# - our unfold-based convolution and max pooling equal `F.conv2d` and `F.max_pool2d` (float64,
-#   several strides and paddings), and the output-size formula matches every shape PyTorch produces;
-# - the receptive field of the CNN (22 pixels) and of four 3x3 convs (9), by formula, and measured as
-#   the nonzero region of one output pixel's input gradient;
-# - a 3x3 conv has 320 parameters where a dense layer with the same output has about 19.7 million;
-# - the CNN against logistic regression on the test set (at least 92% for the CNN in full mode), and
-#   the class it finds hardest.
+# Our unfold-based convolution and max pooling equal PyTorch's (float64, several strides and
+# paddings) and the output-size formula every shape; the receptive fields (22 pixels for the CNN, 9
+# for four 3x3 convs) by formula and by gradient; the parameters of a conv and of a dense layer; the
+# CNN against logistic regression on the test set (at least 92% in full mode), and its hardest class.
 
 # %%
 lesson.finish()
+
+# %% [markdown]
+# ## Exercises
+# Each cell below holds a stub: read its docstring, replace `raise NotImplementedError` with your
+# code, then run the check cell at the end (or `dlkit check computer_vision/01` in a terminal). The
+# checks compare your code with `nn.Conv2d`, `F.conv2d` and `nn.BatchNorm2d` on small inputs.
+
+
+# %% tags=["exercise"]
+def conv_output_shape(size: tuple[int, int], kernel_size, stride=1, padding=0, dilation=1) -> tuple[int, int]:
+    """Return (H_out, W_out) of `nn.Conv2d(..., kernel_size, stride, padding, dilation)` on a (H, W) input.
+
+    Each of kernel_size, stride, padding, dilation is an int or a (height, width) pair. Extend the
+    lesson's `output_size` with dilation: a kernel of k taps, `dilation` pixels apart, spans
+    `dilation * (k - 1) + 1` pixels. The check compares it with nn.Conv2d's output shapes.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+import torch.nn.functional as F
+
+
+def conv2d_im2col(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1, padding: int = 0
+) -> torch.Tensor:
+    """F.conv2d for x (B, C_in, H, W) and weight (C_out, C_in, kh, kw) as one matrix product ("im2col").
+
+    `F.unfold(x, (kh, kw), padding=padding, stride=stride)` gives every window as a column,
+    (B, C_in * kh * kw, L) with L = H_out * W_out; flatten the weight to (C_out, C_in * kh * kw) in the
+    same order, multiply, add the bias, and reshape to (B, C_out, H_out, W_out). Kernels may be
+    non-square and images non-square. The check compares it with F.conv2d.
+    """
+    raise NotImplementedError
+
+
+# %% tags=["exercise"]
+import torch
+
+
+def batch_norm2d_train(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+):
+    """nn.BatchNorm2d's train-mode forward for x (B, C, H, W): return (y, new_running_mean, new_running_var).
+
+    Per channel, the mean and the biased variance over batch, height and width normalise x:
+    `y = (x - mean) / sqrt(var + eps) * weight + bias` (weight, bias, running stats: shape (C,)). The
+    running averages move by `new = (1 - momentum) * old + momentum * batch_value`, and the variance
+    they store is the *unbiased* one (times n / (n - 1), n = B * H * W). Do not change the inputs.
+    """
+    raise NotImplementedError
+
+
+# %%
+lesson.check_exercises(globals())

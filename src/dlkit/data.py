@@ -949,3 +949,138 @@ class Standardize:
 
     def __repr__(self) -> str:
         return f"Standardize(mean={self.mean:.4g}, std={self.std:.4g})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Detection scenes: real items pasted on a blank canvas, with exact boxes (computer vision 04 and 05)
+
+FASHION_MNIST_COARSE = ["top", "trouser", "dress", "footwear", "bag"]
+# Each Fashion-MNIST class's coarse class: T-shirts, pullovers, coats and shirts look too much alike at
+# 20 pixels to tell apart, and so do sandals, sneakers and ankle boots.
+FASHION_MNIST_TO_COARSE = [0, 1, 0, 2, 0, 3, 0, 3, 4, 3]
+
+
+def detection_classes(items: ImageData) -> tuple[list[str], torch.Tensor]:
+    """(class names, map from ``items``' labels to them): Fashion-MNIST's coarse classes, else its own."""
+    if items.classes == FASHION_MNIST_CLASSES:
+        return list(FASHION_MNIST_COARSE), torch.tensor(FASHION_MNIST_TO_COARSE)
+    return list(items.classes), torch.arange(len(items.classes))
+
+
+def detection_scenes(
+    items: ImageData,
+    num: int,
+    *,
+    seed: int,
+    canvas: int = 96,
+    objects: tuple[int, int] = (2, 4),
+    sizes: tuple[int, int] = (20, 36),
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """``num`` scenes (num, 1, canvas, canvas) and their targets, one {"boxes": (K, 4) xyxy in pixels,
+    "labels": (K,) of :func:`detection_classes`} per scene.
+
+    Each scene pastes ``objects[0]`` to ``objects[1]`` random items of grey images ``items``, each cut to
+    its pixels' box (the margins dropped) and rescaled so that its longer side is ``sizes[0]`` to
+    ``sizes[1]`` pixels, at random places where it overlaps no other: the boxes are exact. Items too
+    large for the canvas to hold ``objects[1]`` of them side by side are an error, not an endless search.
+    """
+    if objects[1] * sizes[1] ** 2 > canvas**2:
+        raise ValueError(
+            f"{objects[1]} items of up to {sizes[1]} px do not fit loosely on a {canvas} px canvas"
+        )
+    import random
+
+    import torch.nn.functional as F
+
+    _, to_class = detection_classes(items)
+    rng = random.Random(seed)
+    scenes, targets = [], []
+    for _ in range(num):
+        scene, boxes, kept = torch.zeros(1, canvas, canvas), list[tuple[int, int, int, int]](), list[int]()
+        count, tries = rng.randint(*objects), 0
+        while len(kept) < count:
+            tries += 1
+            if tries > 10_000:
+                raise ValueError(
+                    f"could not place {count} items of up to {sizes[1]} px on a {canvas} px canvas"
+                )
+            i = rng.randrange(len(items))
+            ys, xs = (items.x[i, 0] > 0.05).nonzero().unbind(1)  # the item's own pixels
+            x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+            scale = rng.randint(*sizes) / max(x2 - x1, y2 - y1)
+            w, h = max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale))
+            x0, y0 = rng.randint(0, canvas - w), rng.randint(0, canvas - h)
+            if any(x0 < bx2 and bx1 < x0 + w and y0 < by2 and by1 < y0 + h for bx1, by1, bx2, by2 in boxes):
+                continue  # it would overlap an item already there: draw another
+            item = F.interpolate(
+                items.x[i, None, :, y1:y2, x1:x2], size=(h, w), mode="bilinear", antialias=True
+            )
+            scene[:, y0 : y0 + h, x0 : x0 + w] = item[0].clamp(0, 1)
+            boxes.append((x0, y0, x0 + w, y0 + h))
+            kept.append(i)
+        scenes.append(scene)
+        targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": to_class[items.y[kept]]})
+    return torch.stack(scenes), targets
+
+
+# ---------------------------------------------------------------------------------------------------
+# Offline stand-ins for quick mode on a machine without the real data (the lesson says when it uses one)
+
+_POSITIVE = "great wonderful superb moving brilliant fun beautiful best loved enjoyable"
+_NEGATIVE = "awful boring dull terrible worst waste poor stupid bad mess"
+_FILLER = "the film movie plot acting story was and a it this with of i cast ending script"
+
+
+def synthetic_reviews(
+    n: int, seed: int = 0, length: tuple[int, int] = (10, 60), cues: int = 3
+) -> TextClassificationData:
+    """SYNTHETIC two-class "reviews" for an offline quick run, never a result: ``length[0]`` to
+    ``length[1]`` filler words ("the film was ...") with ``cues`` sentiment words of the review's class
+    ("great", "awful") put in at random places; classes alternate, so any ``n`` is balanced. A model that
+    learns which words carry sentiment separates them; one that learns nothing scores 0.5."""
+    import random
+
+    rng, filler = random.Random(seed), _FILLER.split()
+    texts, labels = [], [i % 2 for i in range(n)]
+    for y in labels:
+        words = [rng.choice(filler) for _ in range(rng.randint(*length))]
+        for _ in range(cues):
+            words.insert(rng.randrange(len(words) + 1), rng.choice((_POSITIVE if y else _NEGATIVE).split()))
+        texts.append(" ".join(words))
+    source = f"SYNTHETIC reviews ({n:,}): filler words and {cues} sentiment words each, no real text"
+    return TextClassificationData(texts, torch.tensor(labels), list(IMDB_CLASSES), source)
+
+
+# Shakespeare's sonnets 18, 73 and 116 (1609, public domain), two verse lines to a source line: the text
+# a character-level language model trains on when no tiny shakespeare is on the machine.
+_SONNETS = """\
+Shall I compare thee to a summer's day? / Thou art more lovely and more temperate:
+Rough winds do shake the darling buds of May, / And summer's lease hath all too short a date;
+Sometime too hot the eye of heaven shines, / And often is his gold complexion dimm'd;
+And every fair from fair sometime declines, / By chance or nature's changing course untrimm'd;
+But thy eternal summer shall not fade, / Nor lose possession of that fair thou ow'st;
+Nor shall Death brag thou wander'st in his shade, / When in eternal lines to time thou grow'st:
+So long as men can breathe or eyes can see, / So long lives this, and this gives life to thee.
+That time of year thou mayst in me behold / When yellow leaves, or none, or few, do hang
+Upon those boughs which shake against the cold, / Bare ruin'd choirs, where late the sweet birds sang.
+In me thou see'st the twilight of such day / As after sunset fadeth in the west,
+Which by and by black night doth take away, / Death's second self, that seals up all in rest.
+In me thou see'st the glowing of such fire / That on the ashes of his youth doth lie,
+As the death-bed whereon it must expire, / Consumed with that which it was nourish'd by.
+This thou perceiv'st, which makes thy love more strong, / To love that well which thou must leave ere long.
+Let me not to the marriage of true minds / Admit impediments. Love is not love
+Which alters when it alteration finds, / Or bends with the remover to remove.
+O no! it is an ever-fixed mark / That looks on tempests and is never shaken;
+It is the star to every wand'ring bark, / Whose worth's unknown, although his height be taken.
+Love's not Time's fool, though rosy lips and cheeks / Within his bending sickle's compass come;
+Love alters not with his brief hours and weeks, / But bears it out even to the edge of doom.
+If this be error and upon me prov'd, / I never writ, nor no man ever lov'd.
+""".replace(" / ", "\n")
+
+
+def bundled_sonnets() -> TextData:
+    """Three Shakespeare sonnets (1,837 characters) that ship with dlkit: an offline stand-in for
+    tiny shakespeare in quick mode, so small that a model learns them by heart."""
+    return TextData(
+        _SONNETS, "three Shakespeare sonnets (18, 73, 116) bundled with dlkit (no tiny shakespeare found)"
+    )

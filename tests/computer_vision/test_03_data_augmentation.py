@@ -2,8 +2,8 @@
 without augmentation, per-image vs batched speed, and test-time augmentation, as measured.
 
 Quick mode runs on a few hundred CIFAR-10 (JPEG) images when they are found locally, else on
-Fashion-MNIST or scikit-learn's digits; every threshold here holds for all three (chance is 0.1).
-The speed and "augmentation helps" claims are checked in full mode by the lesson's own ranges.
+Fashion-MNIST or scikit-learn's digits; the lesson checks its own outcomes against ranges that can
+fail. Speeds are printed, never recorded; "augmentation helps" is checked in full mode only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import ROOT, load_definitions, outcome, run_lesson
 
+from dlkit.lesson import outcome_problems
+
 LESSON = "computer_vision/03_data_augmentation.py"
-CHANCE = 0.1  # ten classes in every data set it may use
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,7 @@ def test_says_which_data_it_used(result):
 def test_v2_pipeline_draws_new_images_in_range(result):
     assert outcome(result, "pipeline_distinct_draws") >= 7  # 8 draws of the whole pipeline
     assert 1 <= outcome(result, "flip_distinct_draws") <= 2  # a flip gives the image or its mirror
-    assert outcome(result, "pipeline_min_pixel") >= 0.0
-    assert outcome(result, "pipeline_max_pixel") <= 1.0
+    assert outcome(result, "pipeline_stays_in_0_1") == 1.0
 
 
 def test_mixup_and_cutmix_labels(result):
@@ -41,33 +41,22 @@ def test_mixup_and_cutmix_labels(result):
     assert outcome(result, "cutmix_label_minus_pixel_share") < 1e-6  # label weight = share of own pixels
 
 
-def test_both_runs_learn(result):
-    assert outcome(result, "acc_no_aug") > CHANCE + 0.05
-    assert outcome(result, "acc_aug") > CHANCE + 0.05
-    assert outcome(result, "aug_minus_no_aug") > -0.3  # 4 epochs: too short to show the gain
-    assert -0.1 < outcome(result, "gap_no_aug") < 0.7
-    assert -0.1 < outcome(result, "gap_aug") < 0.5
-
-
-def test_batched_augmentation_is_faster(result):
-    assert outcome(result, "images_per_s_per_sample") > 0
-    assert outcome(result, "images_per_s_batched") > 0
-    assert outcome(result, "batched_speedup") > 1.0  # even on one CPU thread
+def test_quick_records_only_claims_it_can_show(result):
+    assert {"acc_no_aug", "acc_aug"} <= set(result["outcomes"])
+    quick_only_prints = {"aug_minus_no_aug", "gap_no_aug", "gap_reduction", "acc_tta", "tta_minus_plain"}
+    assert not quick_only_prints & set(result["outcomes"])
+    assert not any("per_s" in name or "speedup" in name for name in result["outcomes"])
+    assert "images/s" in result["stdout"] and "with flip TTA" in result["stdout"]
     flip_p = 0.0 if "digits" in result["data"] else 0.5  # digits are not mirrored: that changes them
     assert flip_p - 0.1 < outcome(result, "flipped_share") < flip_p + 0.1
+    assert all(o["passed"] for o in result["outcomes"].values()) and outcome_problems(result) == []
 
 
-def test_test_time_augmentation(result):
-    assert outcome(result, "acc_tta") > CHANCE + 0.05
-    assert outcome(result, "tta_minus_plain") > -0.1
-
-
-def test_figures_and_ranges(result):
+def test_figures(result):
     names = {Path(f).name for f in result["figures"]}
     assert {"one_image_many_draws.png", "mixup_cutmix.png", "per_sample_vs_batched.png"} <= names
     assert "accuracy_with_and_without_augmentation.png" in names
     assert all(Path(f).stat().st_size > 1000 for f in result["figures"])
-    assert all(o["passed"] for o in result["outcomes"].values())
 
 
 def test_batched_augmentation_matches_v2_on_fixed_draws():

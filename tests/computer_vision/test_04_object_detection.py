@@ -1,8 +1,9 @@
 """Lesson 04 (object detection): the quick run's outcomes, and the hand-written box code against PyTorch.
 
-The lesson runs once in quick mode (Fashion-MNIST scenes when it is found locally, else digits);
-its IoU, NMS and AP functions are then loaded without running it and checked against
-torchvision.ops and torchmetrics (pycocotools) on random boxes.
+The lesson runs once in quick mode (Fashion-MNIST scenes when it is found locally, else digits, on a
+smaller canvas): the YOLO-style detector must learn something measurable there, which the lesson checks
+against ranges that can fail. Its IoU, NMS and AP functions are then loaded without running it and
+checked against torchvision.ops and torchmetrics (pycocotools) on random boxes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import torch
 from conftest import ROOT, load_definitions, outcome, run_lesson
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision import ops
+
+from dlkit.data import detection_classes, detection_scenes, load_dataset
+from dlkit.lesson import outcome_problems
 
 LESSON = "computer_vision/04_object_detection.py"
 
@@ -31,10 +35,8 @@ def lesson():
 # --- the quick run ---------------------------------------------------------------------------------
 
 
-def test_says_which_data_and_weights_it_used(result):
-    assert set(result["data"]) - {"faster_rcnn"} <= {"fashion_mnist", "digits"}
-    assert "fasterrcnn_mobilenet_v3_large_320_fpn" in result["data"]["faster_rcnn"]
-    assert "from scratch" in result["data"]["faster_rcnn"]  # quick mode never touches the network
+def test_says_which_data_it_used(result):
+    assert list(result["data"]) in (["fashion_mnist"], ["digits"])
 
 
 def test_box_code_matches_torchvision(result):
@@ -42,7 +44,6 @@ def test_box_code_matches_torchvision(result):
     assert outcome(result, "iou_max_diff") < 1e-5
     assert outcome(result, "nms_equal") == 1
     assert outcome(result, "batched_nms_equal") == 1
-    assert 0.05 < outcome(result, "nms_kept_fraction") < 0.9
 
 
 def test_average_precision_matches_torchmetrics(result):
@@ -51,24 +52,35 @@ def test_average_precision_matches_torchmetrics(result):
     assert outcome(result, "map50_all_point_diff") < 0.02  # VOC's exact area: close, not equal
 
 
-def test_scenes_and_targets(result):
-    assert 2 <= outcome(result, "objects_per_scene") <= 4
-    assert outcome(result, "encoded_fraction") >= 0.98  # nearly every object has a grid cell of its own
-
-
-def test_detectors_ran_and_were_scored(result):
-    for name in ("yolo_map50", "yolo_map", "yolo_map50_class_agnostic", "rcnn_map50", "rcnn_map"):
-        assert 0.0 <= outcome(result, name) <= 1.0
+def test_the_detector_learns_and_every_range_can_fail(result):
     assert outcome(result, "yolo_map") <= outcome(result, "yolo_map50")  # stricter IoUs only lower AP
-    assert outcome(result, "yolo_train_seconds") < 60
-    assert outcome(result, "rcnn_train_seconds") < 60
-    assert outcome(result, "rcnn_loss_ratio") < 5
-    assert outcome(result, "yolo_loss_ratio") < 0.9  # a few steps already lower the loss
+    assert outcome(result, "yolo_map50") <= outcome(result, "yolo_map50_class_agnostic")  # naming is harder
+    assert all(
+        o["chance"] == 0.0 for name, o in result["outcomes"].items() if "map" in name and "diff" not in name
+    )
+    assert not any("seconds" in name or "rcnn" in name for name in result["outcomes"])  # lesson 05 has R-CNN
+    assert all(o["passed"] for o in result["outcomes"].values()) and outcome_problems(result) == []
 
 
-def test_figures_and_ranges(result):
+def test_figures(result):
     assert {"detections.png", "yolo_loss.png"} <= {Path(f).name for f in result["figures"]}
-    assert all(o["passed"] for o in result["outcomes"].values())
+
+
+def test_detection_scenes_have_exact_boxes():
+    items = load_dataset("digits", "test")
+    X, targets = detection_scenes(items, 20, seed=3, canvas=64, objects=(2, 3), sizes=(12, 20))
+    assert X.shape == (20, 1, 64, 64) and X.min() >= 0 and X.max() <= 1
+    for scene, t in zip(X, targets, strict=True):
+        assert 2 <= len(t["boxes"]) <= 3 and t["labels"].max() < 10
+        inside = torch.zeros(64, 64, dtype=torch.bool)
+        for x1, y1, x2, y2 in t["boxes"].int().tolist():
+            assert 12 <= max(x2 - x1, y2 - y1) <= 20  # the longer side, as asked
+            inside[y1:y2, x1:x2] = True
+        assert scene[0][~inside].max() == 0  # nothing is drawn outside the boxes
+    assert ops.box_iou(targets[0]["boxes"], targets[0]["boxes"]).fill_diagonal_(0).max() == 0  # no overlap
+    with pytest.raises(ValueError, match="do not fit"):
+        detection_scenes(items, 1, seed=0, canvas=32, objects=(4, 4), sizes=(30, 30))
+    assert detection_classes(load_dataset("digits", "test"))[0] == items.classes
 
 
 # --- the hand-written functions against torchvision and torchmetrics --------------------------------
