@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(release: Path, port: int, workers: int, max_batch: int, project: str = "image_classifier"):  # noqa: ANN201
-    """``python -m projects.PROJECT serve`` on 127.0.0.1:``port``, once its /health answers."""
+def start_server(  # noqa: ANN201
+    release: Path,
+    port: int,
+    workers: int,
+    max_batch: int,
+    project: str = "image_classifier",
+    *,
+    extra: Sequence[str] = (),
+    cwd: Path = ROOT,
+):
+    """``python -m projects.PROJECT serve`` (run from ``cwd``, with ``extra`` flags) on 127.0.0.1:``port``,
+    once its /health answers."""
     cmd = [sys.executable, "-m", f"projects.{project}", "serve", "--release", str(release),
            "--port", str(port), "--workers", str(workers), "--max-batch", str(max_batch),
-           "--device", "cpu", "--log-level", "warning"]  # fmt: skip
-    server = subprocess.Popen(cmd, cwd=ROOT)
+           "--device", "cpu", "--log-level", "warning", *extra]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=cwd)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:

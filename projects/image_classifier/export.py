@@ -1,6 +1,6 @@
 """Turn a training run into a release folder that predict, serve and other programs load.
 
-    python -m projects.image_classifier export --run-dir runs/image_classifier/cifar10_jpeg-resnet_small
+    python -m projects.image_classifier export --run-dir runs/image_classifier/cifar10-resnet_small
 
 The release (default ``<run-dir>/release/``) holds:
 
@@ -11,53 +11,41 @@ The release (default ``<run-dir>/release/``) holds:
 
 Before the release is written, ONNX Runtime and the ExportedProgram must agree with PyTorch on real
 test images (the run's dataset when it is found locally, else the files given with ``--images``)
-within ``--atol``/``--rtol``; otherwise the export fails and nothing is written.
+within ``--atol``/``--rtol``; otherwise the export fails and nothing is written. ``--no-onnx`` writes
+the weights and model.json only.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from dlkit.config import parse_config
-from dlkit.data import REGISTRY, load_dataset, locate
-from dlkit.export import (
-    ParityError,
-    check_onnx_parity,
-    export_onnx,
-    export_program,
-    load_program,
-    read_metadata,
-    save_release,
-    staged_release,
-)
-from dlkit.serve import decode_image
+from dlkit import project
+from dlkit.config import flag
+from dlkit.data import REGISTRY, locate
+from dlkit.errors import UserError
+from dlkit.export import ParityError, export_onnx_checked, export_program, load_program, save_release
+from dlkit.runs import RunFolder, load_trained
+from dlkit.serve import ImageRejected, decode_image
+from projects.image_classifier.data import load_splits, load_test_images
+from projects.image_classifier.models import model_from_info
 from projects.image_classifier.predict import find_images, prepare_image
-from projects.image_classifier.train import load_trained
 
-__all__ = ["ExportConfig", "main", "parity_images", "release_from_run"]
+__all__ = ["ExportConfig", "main", "parity_images", "write_release"]
 
 
 @dataclass
-class ExportConfig:
-    """Export a run folder (written by `train`) as a release: safetensors + JSON, ONNX, torch.export."""
+class ExportConfig(project.ExportConfig):
+    """Export a run folder (written by `train`) as a release: safetensors + JSON, ONNX and torch.export."""
 
-    run_dir: str = field(default="", metadata={"help": "the run folder train wrote (required)"})
-    out: str = field(default="", metadata={"help": "the release folder (default: <run-dir>/release)"})
-    parity_images: int = field(default=256, metadata={"help": "test images ONNX is checked on"})
-    images: tuple[str, ...] = field(
-        default=(), metadata={"help": "image files or folders to check on when the dataset is not found"}
+    images: tuple[str, ...] = flag(
+        (), help="image files or folders to check the graphs on when the dataset is not here"
     )
-    atol: float = 1e-4
-    rtol: float = 1e-4
-    graphs: bool = field(default=True, metadata={"help": "--no-graphs: only safetensors + model.json"})
 
 
 def _normalise(x: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tensor:
@@ -69,7 +57,7 @@ def _normalise(x: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tensor:
 
 
 def parity_images(
-    info: dict[str, Any], run_dir: Path, n: int, images: Sequence[str] = ()
+    info: dict[str, Any], run: RunFolder, n: int, images: Sequence[str] = ()
 ) -> tuple[torch.Tensor, str]:
     """Up to ``n`` real images (N, C, H, W) as the model takes them, and a line saying where from.
 
@@ -77,23 +65,24 @@ def parity_images(
     """
     name, pre = info["dataset_name"], info["preprocessing"]
     if name in REGISTRY and locate(name) is not None:
-        test = load_dataset(name, split="test", download=False).subset(n)
+        test = load_test_images(name, n)  # small images scaled up as in training
         return _normalise(test.x, pre), f"{len(test)} test images of {info['dataset']}"
-    folder = (
-        json.loads((run_dir / "config.json").read_text()).get("image_folder")
-        if name == "image_folder"
-        else None
-    )
+    folder = run.read_config().get("image_folder") if name == "image_folder" else None
     if folder and Path(folder).is_dir():
-        from projects.image_classifier.data import load_splits
-
-        test = load_splits(image_folder=folder, image_size=pre["size"][0], test_subset=n).test
+        test = load_splits(
+            image_folder=folder, image_size=pre["size"][0], val_fraction=0.0, test_subset=n
+        ).test
         return _normalise(test.x, pre), f"{len(test)} held-out images of {folder}"
-    decoded = [decode_image(path.read_bytes()) for path in list(find_images(images))[:n]]
+    decoded = []
+    for path in list(find_images(images))[:n]:
+        try:
+            decoded.append(decode_image(path.read_bytes()))
+        except (ImageRejected, OSError) as e:
+            raise UserError(f"--images {path}: {getattr(e, 'detail', e)}") from e
     if not decoded:
-        raise FileNotFoundError(
+        raise UserError(
             f"no real images to check the exported graphs on: dataset {name!r} is not found locally; "
-            "pass some with --images FILE_OR_FOLDER"
+            "pass some with --images FILE_OR_FOLDER (or --no-onnx)"
         )
     return torch.stack([prepare_image(image, pre) for image in decoded]), f"{len(decoded)} images given"
 
@@ -105,90 +94,45 @@ def _program_diff(model: nn.Module, path: Path, x: torch.Tensor, atol: float, rt
     diff = (got - expected).abs()
     if bool((diff > atol + rtol * expected.abs()).any()):
         raise ParityError(
-            f"{path} and PyTorch disagree: max abs diff {float(diff.max()):.3g}", float(diff.max())
+            f"{path.name} and PyTorch disagree: max abs diff {float(diff.max()):.3g}", float(diff.max())
         )
     return float(diff.max())
 
 
-def _release_metadata(info: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    config = run_dir / "config.json"
-    return {
+def write_release(cfg: ExportConfig, run: RunFolder, staging: Path) -> dict[str, Any]:
+    """Fill ``staging`` with the release of ``run`` (``dlkit.project.export_main`` moves it into place)."""
+    model, info = load_trained(run.path, model_from_info)
+    metadata: dict[str, Any] = {
         "architecture": {"name": info["model"], "kwargs": info["model_kwargs"]},
-        "num_classes": info["num_classes"],
-        "in_channels": info["in_channels"],
-        "classes": info["classes"],
-        "preprocessing": info["preprocessing"],
-        "dataset": info["dataset"],
-        "dataset_name": info["dataset_name"],
-        "metrics": info["metrics"],
-        "trained_from": {
-            "run_dir": str(run_dir),
-            "config": json.loads(config.read_text()) if config.exists() else None,
+        **{
+            k: info[k]
+            for k in ("num_classes", "in_channels", "classes", "preprocessing", "dataset", "dataset_name")
         },
+        "metrics": info["metrics"],
+        "trained_from": {"run": run.path.name, "config": run.read_config()},
     }
-
-
-def release_from_run(
-    run_dir: str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    num_images: int = 256,
-    images: Sequence[str] = (),
-    atol: float = 1e-4,
-    rtol: float = 1e-4,
-    graphs: bool = True,
-) -> dict[str, Any]:
-    """Write the release of ``run_dir`` to ``out_dir`` (default ``run_dir/release``); return model.json.
-
-    The files are made in a staging folder and moved into place only when every check passed.
-    """
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir else run_dir / "release"
-    model, info = load_trained(run_dir)
-    metadata = _release_metadata(info, run_dir)
-    with staged_release(out_dir) as staging:
-        if graphs:
-            x, source = parity_images(info, run_dir, num_images, images)
-            export_onnx(model, x[:2], staging / "model.onnx", input_name="images", output_name="logits")
-            export_program(model, x[:2], staging / "model.pt2")
-            onnx_diff = check_onnx_parity(model, staging / "model.onnx", x, atol=atol, rtol=rtol)
-            program_diff = _program_diff(model, staging / "model.pt2", x, atol, rtol)
-            metadata["files"] = {"onnx": "model.onnx", "program": "model.pt2"}
-            metadata["onnx"] = {"input": "images", "output": "logits", "dynamic_batch": True}
-            metadata["parity"] = {
-                "images": source, "atol": atol, "rtol": rtol,
-                "onnx_max_abs_diff": onnx_diff, "program_max_abs_diff": program_diff,
-            }  # fmt: skip
-        save_release(model, metadata, staging)
-    return read_metadata(out_dir)
+    if cfg.onnx:
+        x, source = parity_images(info, run, cfg.parity_examples, cfg.images)
+        checked = export_onnx_checked(
+            model,
+            x,
+            staging,
+            source=source,
+            input_name="images",
+            output_name="logits",
+            atol=cfg.atol,
+            rtol=cfg.rtol,
+        )
+        export_program(model, x[:2], staging / "model.pt2")
+        checked["files"]["program"] = "model.pt2"
+        checked["parity"]["program_max_abs_diff"] = _program_diff(
+            model, staging / "model.pt2", x, cfg.atol, cfg.rtol
+        )
+        metadata.update(checked)
+    save_release(model, metadata, staging)
+    return metadata
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Export ``--run-dir``; exit status 1 when ONNX or torch.export disagree with PyTorch."""
-    cfg = parse_config(ExportConfig, argv)
-    if not cfg.run_dir:
-        raise SystemExit(
-            "export needs --run-dir (a folder written by `python -m projects.image_classifier train`)"
-        )
-    out = cfg.out or str(Path(cfg.run_dir) / "release")
-    try:
-        meta = release_from_run(
-            cfg.run_dir, out, num_images=cfg.parity_images, images=cfg.images,
-            atol=cfg.atol, rtol=cfg.rtol, graphs=cfg.graphs,
-        )  # fmt: skip
-    except (ParityError, FileNotFoundError, FileExistsError) as e:
-        print(f"export failed, nothing written: {e}", file=sys.stderr)
-        return 1
-    files = sorted(p.name for p in Path(out).iterdir())
-    print(f"release of {meta['architecture']['name']} ({meta['dataset']}) in {out}: {', '.join(files)}")
-    if "parity" in meta:
-        p = meta["parity"]
-        print(
-            f"ONNX Runtime vs PyTorch on {p['images']}: max abs diff {p['onnx_max_abs_diff']:.2e}; "
-            f"torch.export {p['program_max_abs_diff']:.2e} (tolerance atol {p['atol']:g}, rtol {p['rtol']:g})"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """Export ``--run-dir``; a UserError (nothing written) when ONNX or torch.export disagree with PyTorch."""
+    return project.export_main(argv, ExportConfig, write_release)

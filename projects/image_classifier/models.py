@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MODELS", "AirbenchNet", "Normalize", "build_model", "resnet18_small_images"]
+__all__ = [
+    "MODELS",
+    "AirbenchNet",
+    "Normalize",
+    "build_model",
+    "model_from_info",
+    "model_from_metadata",
+    "resnet18_small_images",
+]
 
 # Per-channel statistics of the CIFAR-10 training set; grey images use their mean.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -179,3 +187,14 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def model_from_info(info: dict[str, Any]) -> nn.Module:
+    """The untrained network a run folder's model_info.json describes (for ``dlkit.runs.load_trained``)."""
+    return build_model(info["model"], info["num_classes"], info["in_channels"], **info["model_kwargs"])
+
+
+def model_from_metadata(metadata: dict[str, Any]) -> nn.Module:
+    """The untrained network a release's model.json describes (for ``dlkit.export.load_release``)."""
+    arch = metadata["architecture"]
+    return build_model(arch["name"], metadata["num_classes"], metadata["in_channels"], **arch["kwargs"])

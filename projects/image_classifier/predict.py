@@ -7,7 +7,7 @@ photo stored sideways with an EXIF orientation): :func:`prepare_image` turns it 
 model saw in training, per the release's ``preprocessing``. A file that cannot be read gets a message
 on stderr and the others still get their predictions (the exit status is then 1).
 
-:class:`Predictor` loads a release once and classifies lists of PIL images; the server shares it.
+:class:`ImagePredictor` loads a release once and classifies lists of PIL images; the server shares it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,13 @@ import torch
 from PIL import ExifTags, Image, ImageOps
 from torch import nn
 
-from dlkit.config import build_parser
-from dlkit.device import get_device
-from dlkit.export import ReleaseError, load_release
+from dlkit import project
+from dlkit.config import ConfigError, build_parser, check_config, flag
+from dlkit.errors import UserError
 from dlkit.serve import ImageRejected, decode_image
-from projects.image_classifier.models import build_model
+from projects.image_classifier.models import model_from_metadata
 
-__all__ = ["PredictConfig", "Predictor", "build_from_metadata", "find_images", "main", "prepare_image"]
+__all__ = ["ImagePredictor", "PredictConfig", "find_images", "main", "prepare_image"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -73,17 +73,24 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def prepare_image(image: Image.Image, preprocessing: Mapping[str, Any]) -> torch.Tensor:
     """A PIL image as the model's input (C, H, W) float32, made the way the training images were.
 
-    First the image is turned upright (EXIF), 16-bit scaled to 8, transparency shown over white.
-    Training images are 8-bit RGB (or greyscale), resized to ``size`` with bilinear filtering (image
-    folders; CIFAR-10 and Fashion-MNIST already have the size), divided by 255, then normalised with
-    ``mean`` and ``std`` (0 and 1 when the model normalises inside, see models.py).
+    The image is turned upright (EXIF), 16-bit scaled to 8, resized, then transparency is shown over
+    white. Training images are 8-bit RGB (or greyscale), resized to ``size`` with bilinear filtering
+    (image folders; CIFAR-10 and Fashion-MNIST already have the size), divided by 255, then normalised
+    with ``mean`` and ``std`` (0 and 1 when the model normalises inside, see models.py). The resize
+    comes before any other copy, so a 36-megapixel upload is copied only once it is small.
     """
     H, W = preprocessing["size"]
     C = preprocessing["channels"]
-    image = _upright(image)
-    image = _flatten_alpha(_to_8bit(image)).convert("RGB" if C == 3 else "L")
+    image = _to_8bit(_upright(image))
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):  # palette, CMYK, 1-bit...: resized as RGB(A)
+        transparent = image.mode in ("PA", "RGBa", "La") or "transparency" in image.info
+        image = image.convert("RGBA" if transparent else "RGB")
     if image.size != (W, H):
         image = image.resize((W, H), RESAMPLING[preprocessing.get("resize", "bilinear")])
+    image = _flatten_alpha(image)
+    mode = "RGB" if C == 3 else "L"
+    if image.mode != mode:
+        image = image.convert(mode)
     pixels = np.asarray(image, dtype=np.uint8).reshape(H, W, C)  # (H, W, C)
     x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255)  # (C, H, W) in [0, 1]
     mean = torch.tensor(preprocessing.get("mean", [0.0] * C), dtype=torch.float32).view(C, 1, 1)
@@ -94,13 +101,7 @@ def prepare_image(image: Image.Image, preprocessing: Mapping[str, Any]) -> torch
 # --- The predictor: a release loaded once ------------------------------------------------------------
 
 
-def build_from_metadata(metadata: Mapping[str, Any]) -> nn.Module:
-    """The untrained architecture a release's model.json describes."""
-    arch = metadata["architecture"]
-    return build_model(arch["name"], metadata["num_classes"], metadata["in_channels"], **arch["kwargs"])
-
-
-class Predictor:
+class ImagePredictor(project.ReleasePredictor):
     """A release's model and metadata, loaded once: ``predict(images, top_k)`` for lists of PIL images.
 
     Safe to call from many threads: preprocessing runs in the caller's thread, the forward passes one
@@ -108,24 +109,24 @@ class Predictor:
     concurrent requests instead, see serve.py).
     """
 
-    def __init__(
-        self, model: nn.Module, metadata: dict[str, Any], device: str | torch.device = "cpu"
-    ) -> None:
-        self.device = get_device(str(device))  # "auto": a GPU when there is one
+    build_model = staticmethod(model_from_metadata)
+
+    def __init__(self, model: nn.Module, metadata: dict[str, Any], device: torch.device) -> None:
+        super().__init__(model, metadata, device)
         # On a GPU, convolutions run fastest on channels-last tensors (as in training); fp32 is kept
         # so that the answers are those the release was checked with.
-        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
-        self.metadata = metadata
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.model = model.to(device, memory_format=self.memory_format).eval()
         self.classes: list[str] = list(metadata["classes"])
         self.preprocessing: dict[str, Any] = metadata["preprocessing"]
         self._lock = threading.Lock()
 
     @classmethod
-    def from_release(cls, release_dir: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        model, metadata = load_release(release_dir, build_from_metadata)
-        metadata["release_dir"] = str(release_dir)
-        return cls(model, metadata, device)
+    def from_release(cls, release: str | Path, device: str | torch.device = "auto") -> ImagePredictor:
+        """The release's model and metadata (a missing or broken release: a one-line ReleaseError)."""
+        predictor = super().from_release(release, device)
+        assert isinstance(predictor, ImagePredictor)
+        return predictor
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """The model's input (C, H, W) for ``image``, made as the training images were."""
@@ -156,32 +157,16 @@ class Predictor:
             return []
         return [self.top_classes(row, top_k) for row in self.probabilities(images)]
 
-    @property
-    def name(self) -> dict[str, Any]:
-        """A short description for each response: architecture, training data, when it was made."""
-        meta = self.metadata
-        return {"architecture": meta["architecture"]["name"], "dataset": meta.get("dataset"),
-                "created": meta.get("created")}  # fmt: skip
-
-    def describe(self) -> dict[str, Any]:
-        """What /health reports: the release's metadata without the bulky parts."""
-        skip = {"weights", "trained_from", "architecture"}
-        return {**self.name, **{k: v for k, v in self.metadata.items() if k not in skip}}
-
 
 # --- The command line --------------------------------------------------------------------------------
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(project.PredictConfig):
     """Classify images (files, or folders searched recursively) with a release folder."""
 
-    release: str = field(default="", metadata={"help": "a release folder written by `export` (required)"})
     top_k: int = 3
-    batch_size: int = 64
-    max_megapixels: float = field(default=100.0, metadata={"help": "refuse larger images (memory)"})
-    json: bool = field(default=False, metadata={"help": "print JSON instead of one line per image"})
-    device: str = field(default="auto", metadata={"help": "auto: a GPU when there is one, else the CPU"})
+    max_megapixels: float = flag(100.0, help="refuse larger images (decoding costs memory)", above=0)
 
 
 def find_images(paths: Sequence[str | Path]) -> Iterator[Path]:
@@ -216,25 +201,23 @@ def _batches(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
         yield batch
 
 
-def _print_line(path: Path, predictions: list[dict[str, Any]]) -> None:
-    print(f"{path}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in predictions))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the top-k classes of each image; 0 if all were classified, 1 if some could not be read."""
+def _parse(argv: Sequence[str] | None) -> tuple[PredictConfig, list[str]]:
     parser = build_parser(PredictConfig)
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER")
     given = vars(parser.parse_args(argv))
     paths = given.pop("paths")
     cfg = PredictConfig(**given)
-    if not cfg.release:
-        parser.error(
-            "--release is required (a folder written by `python -m projects.image_classifier export`)"
-        )
     try:
-        predictor = Predictor.from_release(cfg.release, cfg.device)
-    except ReleaseError as e:
-        parser.exit(2, f"predict: {e}\n")
+        check_config(cfg)
+    except ConfigError as e:
+        parser.error(str(e))
+    return cfg, paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the top-k classes of each image; 0 if all were classified, 1 if some could not be read."""
+    cfg, paths = _parse(argv)
+    predictor = ImagePredictor.from_release(cfg.release, cfg.device)
     results: list[dict[str, Any]] = []
     failed = 0
     for batch in _batches(find_images(paths), cfg.batch_size):
@@ -250,14 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 results.append({"file": str(path), "predictions": found[path]})
                 if not cfg.json:
-                    _print_line(path, found[path])
+                    print(
+                        f"{path}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in found[path])
+                    )
+    if not results:
+        raise UserError(f"no image files found in {', '.join(paths)}")
     if cfg.json:
         print(json.dumps(results, indent=2))
-    if not results:
-        print(f"no image files found in {', '.join(paths)}", file=sys.stderr)
-        return 2
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,45 +4,63 @@
 
 - ``GET /``: a page where you drop or pick an image and see the predicted classes as bars;
 - ``POST /predict?top_k=3``: an image (multipart field ``file``, or the bytes with an image/* type)
-  -> ``{"predictions": [{"label": "cat", "probability": 0.91}, ...], "model": {...}}``;
-- ``GET /health``: ``{"status": "ok", "model": {...the release's metadata...}}``.
+  -> ``{"predictions": [{"label": "cat", "probability": 0.91}, ...], "model": "resnet_small"}``;
+- ``GET /health``: ``{"status": "ok", "model": {...what the model is and how well it does...}}``.
 
-The model is loaded once when the server starts. Bad uploads get a 4xx JSON error with the reason
-(see dlkit.serve), and the server carries on.
+The model is loaded once when the server starts (``dlkit.project.serve_main`` runs uvicorn, one or
+several workers). Bad uploads get a 4xx JSON error with the reason (see dlkit.serve), and the server
+carries on. Memory stays bounded under concurrent large uploads: an image is decoded only when its
+pixels fit in ``--decode-megapixels`` (shared by every request of a worker; the others wait their
+turn), it is resized to the model's input at once and the full-size copy dropped, and the memory of
+large decodes is handed back to the system (``dlkit.serve.PixelBudget``, ``decode_within``,
+``release_memory``).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from fastapi import FastAPI, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from dlkit.config import parse_config
-from dlkit.serve import (
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_PIXELS,
-    BatchedService,
-    create_app,
-    html_page,
-    read_image_request,
-)
-from projects.image_classifier.predict import Predictor
+from dlkit import project
+from dlkit.config import flag
+from dlkit.serve import BatchedService, ImageRejected, PixelBudget, create_app, decode_within, html_page
+from projects.image_classifier.predict import ImagePredictor
 
-__all__ = ["PAGE", "classifier_service", "ServeConfig", "app_from_env", "build_app", "main"]
+__all__ = ["ServeConfig", "build_app", "classifier_service", "main", "page"]
+
+
+@dataclass
+class ServeConfig(project.ServeConfig):
+    """Serve a release folder (written by `export`) over HTTP with uvicorn."""
+
+    max_body_kb: int = flag(
+        10240, help="largest upload accepted, in KiB (413 above it; 10 MiB: a phone photo)", min=1
+    )
+    max_megapixels: float = flag(40.0, help="largest image accepted, in megapixels (413 above it)", above=0)
+    decode_megapixels: float = flag(
+        40.0, help="decoded megapixels in flight at once per worker; further uploads wait (memory)", above=0
+    )
+
 
 FORM = """
 <label class="dropzone" id="drop">
   <input type="file" id="file" accept="image/*">
-  <span>or drop an image here</span>
+  <strong>Choose an image</strong> or drop one here
+  <span class="note" id="chosen">PNG, JPEG, GIF, BMP, WebP or TIFF, up to {limits}</span>
 </label>
 <img id="preview" alt="the image sent" hidden>
+<style>
+  #preview[hidden] {{ display: none; }}
+  #drop {{ position: relative; }}
+  #drop strong {{ color: var(--accent); }}
+  #drop .note {{ display: block; margin-top: .35rem; }}
+  #file {{ position: absolute; inset: 0; opacity: 0; cursor: pointer; }}  /* the whole zone picks a file */
+</style>
 """
 
 SCRIPT = """
@@ -50,21 +68,46 @@ const input = document.getElementById("file");
 const drop = document.getElementById("drop");
 const preview = document.getElementById("preview");
 const result = document.getElementById("result");
+let previewUrl = null;
+
+function showPreview(file) {
+  // Only an image the server accepted is shown, and only if the browser can draw it.
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = URL.createObjectURL(file);
+  preview.src = previewUrl;
+}
+preview.addEventListener("load", () => { preview.hidden = false; });
+preview.addEventListener("error", () => { preview.hidden = true; });
 
 async function classify(file) {
-  preview.src = URL.createObjectURL(file);
-  preview.hidden = false;
-  result.textContent = "Classifying...";
+  preview.hidden = true;
+  document.getElementById("chosen").textContent = file.name;
+  const status = document.createElement("p");
+  status.className = "note";
+  status.textContent = "Classifying " + file.name + "...";
+  result.replaceChildren(status);
   const form = new FormData();
   form.append("file", file);
+  let response, body;
   try {
-    const response = await fetch("predict?top_k=5", {method: "POST", body: form});
-    const body = await response.json();
-    if (response.ok) showBars(result, body.predictions);
-    else showError(result, body.error + ": " + body.detail);
+    response = await fetch("predict?top_k=5", {method: "POST", body: form});
+    body = await response.json();
   } catch (error) {
-    showError(result, "The server did not answer: " + error);
+    showError(result, "The server did not answer (" + error + "). Try again in a moment.");
+    return;
   }
+  if (!response.ok) {
+    showError(result, body.detail ? body.error + ": " + body.detail : "Error " + response.status);
+    return;
+  }
+  showPreview(file);
+  const top = body.predictions[0];
+  const verdict = document.createElement("p");
+  verdict.className = "verdict";
+  verdict.textContent = "Most likely " + top.label + " (" + (100 * top.probability).toFixed(1) + "%)";
+  const bars = document.createElement("div");
+  result.replaceChildren(verdict, bars);
+  showBars(bars, body.predictions);
 }
 
 input.addEventListener("change", () => { if (input.files.length) classify(input.files[0]); });
@@ -75,48 +118,105 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("over");
   if (event.dataTransfer.files.length) classify(event.dataTransfer.files[0]);
 });
+
+// What the model is, from /health: its classes in the intro, its scores in the footer.
+fetch("health").then((r) => r.json()).then((health) => {
+  const m = health.model;
+  const parts = [m.name];
+  if (m.dataset) parts.push("trained on " + m.dataset);
+  const acc = m.metrics && (m.metrics.test_acc_tta ?? m.metrics.test_acc);
+  if (typeof acc === "number") parts.push("test accuracy " + (100 * acc).toFixed(1) + "%");
+  parts.push("running on " + m.device);
+  document.querySelector("footer").textContent = "Model: " + parts.join(" \\u00b7 ");
+  if (m.classes) {
+    document.querySelector(".intro").textContent =
+      "Pick or drop a photo: the model tells which of its " + m.classes.length + " classes it shows (" +
+      m.classes.join(", ") + "). The image is not stored.";
+  }
+}).catch(() => {});
 """
 
-PAGE = html_page(
-    title="Image classifier",
-    intro="Pick or drop a photo: the model guesses what is in it. The image is not stored.",
-    form=FORM,
-    script=SCRIPT,
-)
+
+def page(cfg: ServeConfig) -> str:
+    """The page, stating this server's upload limits."""
+    limits = f"{cfg.max_body_kb / 1024:g} MB and {cfg.max_megapixels:g} megapixels"
+    return html_page(
+        title="Image classifier",
+        intro="Pick or drop a photo: the model tells what it shows. The image is not stored.",
+        form=FORM.format(limits=limits),
+        script=SCRIPT,
+        footer="Model: loading...",
+    )
 
 
 def classifier_service(
-    predictor: Predictor, max_batch: int = 32
+    predictor: ImagePredictor, max_batch: int = 32
 ) -> BatchedService[torch.Tensor, torch.Tensor]:
     """The predictor with a micro-batcher: concurrent uploads go through the model as one batch."""
     return BatchedService(predictor, lambda xs: list(predictor.probabilities_of(torch.stack(xs))), max_batch)
 
 
-def build_app(
-    release_dir: str | Path,
-    *,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    device: str = "cpu",
-    max_batch: int = 32,
-) -> FastAPI:
-    """The app serving ``release_dir``; its model loads when the app starts, not here."""
-    release_dir = Path(release_dir)
+def _is_image_type(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media in ("", "application/octet-stream") or media.startswith("image/")
+
+
+async def read_upload(request: Request, field: str = "file") -> bytes:
+    """The image bytes a request carries, undecoded: a multipart form's ``field``, or the whole body
+    as image/*; 415 for other content types, 422 for a form without the field.
+
+    Stopgap until dlkit.serve.read_image_request can decode within a PixelBudget (it reads and
+    decodes in one call): the same checks, minus the decoding.
+    """
+    from starlette.datastructures import UploadFile
+
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=16) as form:
+            upload = form.get(field)
+            if not isinstance(upload, UploadFile):
+                problem = (
+                    f"has no field {field!r}" if upload is None else f"field {field!r} is text, not a file"
+                )
+                raise HTTPException(422, f"the form {problem}: send the image file in it")
+            if not _is_image_type(upload.content_type):
+                raise HTTPException(
+                    415, f"the uploaded file is {upload.content_type}, not an image: send a PNG or JPEG"
+                )
+            return await upload.read()
+    if media and _is_image_type(media):
+        return await request.body()
+    raise HTTPException(
+        415,
+        f"content type {media or '(none)'} is not accepted: send multipart/form-data with the image in "
+        f"field {field!r}, or the image bytes with an image/* content type",
+    )
+
+
+def build_app(cfg: ServeConfig) -> FastAPI:
+    """The app serving ``cfg.release``; its model loads when the app starts, not here."""
+    max_pixels = int(cfg.max_megapixels * 1e6)
+    budget = PixelBudget(max(int(cfg.decode_megapixels * 1e6), max_pixels))  # one largest image always fits
     app = create_app(
         title="Image classifier",
-        load=lambda: classifier_service(Predictor.from_release(release_dir, device), max_batch),
-        page_html=PAGE,
-        max_body_bytes=max_body_bytes,
+        load=lambda: classifier_service(ImagePredictor.from_release(cfg.release, cfg.device), cfg.max_batch),
+        page_html=page(cfg),
+        max_body_bytes=cfg.max_body_kb * 1024,
     )
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000)) -> dict[str, Any]:
-        image = await read_image_request(request, max_pixels=max_pixels)
+        data = await read_upload(request)
         service: BatchedService[torch.Tensor, torch.Tensor] = request.app.state.model
-        try:
-            x = await run_in_threadpool(service.predictor.prepare, image)  # (C, H, W), off the event loop
+        try:  # (C, H, W): decoded within the budget and resized at once, off the event loop
+            x = await run_in_threadpool(
+                decode_within, data, budget, max_pixels=max_pixels, convert=service.predictor.prepare
+            )
+        except ImageRejected as e:
+            raise HTTPException(e.status, e.detail) from e
         except (OSError, ValueError) as e:  # a mode Pillow cannot convert, say
             raise HTTPException(400, f"the image could not be converted to the model's input: {e}") from e
+        del data
         probabilities = await service.batcher.submit(x)  # (num_classes,)
         return {
             "predictions": service.predictor.top_classes(probabilities, top_k),
@@ -126,56 +226,6 @@ def build_app(
     return app
 
 
-def app_from_env() -> FastAPI:
-    """For ``uvicorn --factory projects.image_classifier.serve:app_from_env`` (several workers)."""
-    return build_app(
-        os.environ["IMAGE_CLASSIFIER_RELEASE"],
-        max_body_bytes=int(os.environ.get("IMAGE_CLASSIFIER_MAX_BODY", DEFAULT_MAX_BODY_BYTES)),
-        max_pixels=int(os.environ.get("IMAGE_CLASSIFIER_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
-        device=os.environ.get("IMAGE_CLASSIFIER_DEVICE", "cpu"),
-        max_batch=int(os.environ.get("IMAGE_CLASSIFIER_MAX_BATCH", 32)),
-    )
-
-
-@dataclass
-class ServeConfig:
-    """Serve a release folder (written by `export`) over HTTP with uvicorn."""
-
-    release: str = field(default="", metadata={"help": "the release folder (required)"})
-    host: str = field(default="127.0.0.1", metadata={"help": "0.0.0.0 to be reachable from other machines"})
-    port: int = 8000
-    workers: int = field(default=1, metadata={"help": "processes, each with its own copy of the model"})
-    max_upload_mb: float = 10.0
-    max_megapixels: float = 40.0
-    device: str = field(default="auto", metadata={"help": "auto: a GPU when there is one, else the CPU"})
-    max_batch: int = field(default=32, metadata={"help": "most concurrent requests run as one batch"})
-    log_level: str = "info"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until Ctrl+C."""
-    import uvicorn
-
-    cfg = parse_config(ServeConfig, argv)
-    if not cfg.release:
-        raise SystemExit(
-            "serve needs --release (a folder written by `python -m projects.image_classifier export`)"
-        )
-    os.environ["IMAGE_CLASSIFIER_RELEASE"] = cfg.release  # the workers build their app from these
-    os.environ["IMAGE_CLASSIFIER_MAX_BODY"] = str(int(cfg.max_upload_mb * 2**20))
-    os.environ["IMAGE_CLASSIFIER_MAX_PIXELS"] = str(int(cfg.max_megapixels * 1e6))
-    os.environ["IMAGE_CLASSIFIER_DEVICE"] = cfg.device
-    os.environ["IMAGE_CLASSIFIER_MAX_BATCH"] = str(cfg.max_batch)
-    uvicorn.run(
-        "projects.image_classifier.serve:app_from_env",
-        factory=True,
-        host=cfg.host,
-        port=cfg.port,
-        workers=cfg.workers,
-        log_level=cfg.log_level,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return project.serve_main(argv, ServeConfig, "projects.image_classifier.serve:build_app")

@@ -21,11 +21,13 @@ if str(ROOT) not in sys.path:  # `projects` is not installed: it is imported fro
 pytest.importorskip("onnxruntime")
 from dlkit.checkpoint import save_checkpoint
 from dlkit.data import FASHION_MNIST_CLASSES, REGISTRY, load_dataset, locate
+from dlkit.errors import UserError
 from dlkit.export import check_onnx_parity, load_release
+from dlkit.runs import load_trained
 from projects.image_classifier import export, predict
-from projects.image_classifier.models import build_model
-from projects.image_classifier.predict import Predictor, build_from_metadata, prepare_image
-from projects.image_classifier.train import load_trained
+from projects.image_classifier.models import build_model, model_from_info, model_from_metadata
+from projects.image_classifier.predict import ImagePredictor, prepare_image
+from projects.image_classifier.serve import ServeConfig, build_app
 
 pytestmark = pytest.mark.slow
 DATASET = "cifar10_jpeg"
@@ -46,7 +48,7 @@ def make_run(run_dir: Path, *, in_channels: int, size: int, classes: list[str], 
         "dataset": REGISTRY[dataset_name].title, "dataset_name": dataset_name, "metrics": {"test_acc": 0.1},
     }  # fmt: skip
     (run_dir / "model_info.json").write_text(json.dumps(info))
-    (run_dir / "config.json").write_text(json.dumps({"dataset": dataset_name, "image_folder": None}))
+    (run_dir / "config.json").write_text(json.dumps({"dataset": dataset_name, "image_folder": ""}))
     return run_dir
 
 
@@ -60,7 +62,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return make_run(root / "quick", in_channels=3, size=32, classes=CIFAR10_CLASSES, dataset_name=DATASET)
     from projects.image_classifier import train
 
-    train.main(["--quick", "--dataset", DATASET, "--runs-dir", str(root), "--run-name", "quick"])
+    train.main(
+        ["--quick", "--dataset", DATASET, "--runs-dir", str(root), "--run-name", "quick", "--device", "cpu"]
+    )
     return root / "quick"
 
 
@@ -89,12 +93,12 @@ def test_release_holds_weights_metadata_and_checked_graphs(release: Path) -> Non
     assert "test_acc" in meta["metrics"] and meta["torch_version"] == torch.__version__
     assert meta["parity"]["onnx_max_abs_diff"] < 1e-4 and meta["parity"]["program_max_abs_diff"] < 1e-4
     if locate(DATASET) is not None:
-        assert meta["parity"]["images"] == "256 test images of CIFAR-10 (JPEG)"
+        assert meta["parity"]["examples"] == "64 test images of CIFAR-10 (JPEG)"
 
 
 def test_release_gives_the_trained_models_outputs(run_dir: Path, release: Path) -> None:
-    trained, _ = load_trained(run_dir)
-    loaded, _ = load_release(release, build_from_metadata)
+    trained, _ = load_trained(run_dir, model_from_info)
+    loaded, _ = load_release(release, model_from_metadata)
     x = torch.rand(6, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), trained(x))
@@ -106,7 +110,7 @@ def test_onnx_agrees_with_pytorch_on_real_images(release: Path) -> None:
     pytest.importorskip("onnx")
     if locate(DATASET) is None:
         pytest.skip(f"{DATASET} not found locally")
-    model, _ = load_release(release, build_from_metadata)
+    model, _ = load_release(release, model_from_metadata)
     x = load_dataset(DATASET, split="test").subset(100, seed=1).x
     assert check_onnx_parity(model, release / "model.onnx", x, atol=1e-4, rtol=0) < 1e-4
     assert onnx_session(release / "model.onnx").get_inputs()[0].shape[0] == "batch"
@@ -116,7 +120,7 @@ def test_preprocessing_is_exactly_the_training_data(release: Path) -> None:
     """A dataset image saved as PNG and predicted on becomes the very tensor the model trained on."""
     if locate(DATASET) is None:
         pytest.skip(f"{DATASET} not found locally")
-    predictor = Predictor.from_release(release)
+    predictor = ImagePredictor.from_release(release, "cpu")
     x = load_dataset(DATASET, split="test").x[:8]  # (8, 3, 32, 32) in [0, 1]
     for image in x:
         pixels = image.mul(255).round().byte().permute(1, 2, 0).numpy()
@@ -197,9 +201,11 @@ def test_predict_a_folder_prints_one_line_per_image(
 
 
 def test_export_fails_and_writes_nothing_when_onnx_disagrees(
-    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export_onnx = export.export_onnx
+    import dlkit.export
+
+    real_export_onnx = dlkit.export.export_onnx
 
     def drifted_export(model: torch.nn.Module, *args: Any, **kwargs: Any) -> Path:
         drifted = copy.deepcopy(model)
@@ -207,38 +213,45 @@ def test_export_fails_and_writes_nothing_when_onnx_disagrees(
             drifted.head.weight.mul_(1.5)  # the exported graph no longer matches the model
         return real_export_onnx(drifted.eval(), *args, **kwargs)
 
-    monkeypatch.setattr(export, "export_onnx", drifted_export)
+    monkeypatch.setattr(dlkit.export, "export_onnx", drifted_export)
     out = tmp_path / "release"
     argv = [
         "--run-dir",
         str(run_dir),
         "--out",
         str(out),
-        "--parity-images",
+        "--parity-examples",
         "32",
         *images_unless_data(tmp_path),
     ]
-    assert export.main(argv) == 1
-    assert "disagree" in capsys.readouterr().err
+    with pytest.raises(UserError, match="nothing written.*disagree"):
+        export.main(argv)
     assert not out.exists() and not list(tmp_path.glob(".release*"))
 
 
-def test_grayscale_release_checked_on_real_or_given_images(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_grayscale_release_checked_on_real_or_given_images(tmp_path: Path) -> None:
     run = make_run(tmp_path / "fashion", in_channels=1, size=28, classes=FASHION_MNIST_CLASSES,
                    dataset_name="fashion_mnist")  # fmt: skip
     given = tmp_path / "given"
     given.mkdir()
     for i in range(3):
         Image.effect_noise((40, 30), 30 + 10 * i).save(given / f"{i}.png")
+    out = tmp_path / "release"
     if locate("fashion_mnist") is None:  # without the data, export asks for images and uses them
-        with pytest.raises(FileNotFoundError, match="--images"):
-            export.release_from_run(run, tmp_path / "release", num_images=16)
-    meta = export.release_from_run(run, tmp_path / "release", num_images=16, images=[str(given)])
+        with pytest.raises(UserError, match="--images"):
+            export.main(["--run-dir", str(run), "--out", str(out), "--parity-examples", "16"])
+    assert (
+        export.main(
+            ["--run-dir", str(run), "--out", str(out), "--parity-examples", "16", "--images", str(given)]
+        )
+        == 0
+    )
+    meta = json.loads((out / "model.json").read_text())
     expected = "16 test images of Fashion-MNIST" if locate("fashion_mnist") else "3 images given"
-    assert meta["parity"]["images"] == expected and meta["parity"]["onnx_max_abs_diff"] < 1e-4
-    predictor = Predictor.from_release(tmp_path / "release")
+    assert meta["parity"]["examples"] == expected and meta["parity"]["onnx_max_abs_diff"] < 1e-4
+    assert export.main(["--run-dir", str(run), "--out", str(tmp_path / "plain"), "--no-onnx"]) == 0
+    assert {p.name for p in (tmp_path / "plain").iterdir()} == {"model.json", "model.safetensors"}
+    predictor = ImagePredictor.from_release(out, "cpu")
     x = prepare_image(Image.new("RGB", (100, 80), (200, 10, 10)), predictor.preprocessing)
     assert x.shape == (1, 28, 28)
     (top,) = predictor.predict([Image.open(given / "0.png")], top_k=1)
@@ -248,13 +261,13 @@ def test_grayscale_release_checked_on_real_or_given_images(
 def test_server_answers_like_predict_and_refuses_bad_files(release: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from projects.image_classifier.serve import build_app
-
     paths = odd_images(tmp_path / "images")
-    predictor = Predictor.from_release(release)
-    with TestClient(build_app(release)) as client:
-        assert client.get("/health").json()["model"]["classes"] == predictor.classes
-        for name in ("rgba.png", "thin.png", "sixteen.png", "rotated.jpg", "cmyk.jpg"):
+    predictor = ImagePredictor.from_release(release, "cpu")
+    with TestClient(build_app(ServeConfig(release=str(release), device="cpu"))) as client:
+        health = client.get("/health").json()
+        assert health["model"]["classes"] == predictor.classes and health["model"]["name"] == "resnet_small"
+        assert str(release) not in json.dumps(health) and str(tmp_path.parent) not in json.dumps(health)
+        for name in ("rgba.png", "thin.png", "sixteen.png", "rotated.jpg", "cmyk.jpg", "big.jpg"):
             with paths[name].open("rb") as f:
                 response = client.post("/predict?top_k=4", files={"file": (name, f, "image/png")})
             assert response.status_code == 200, response.text
@@ -262,10 +275,35 @@ def test_server_answers_like_predict_and_refuses_bad_files(release: Path, tmp_pa
             got = response.json()["predictions"]
             assert [p["label"] for p in got] == [p["label"] for p in expected]
             assert [p["probability"] for p in got] == pytest.approx([p["probability"] for p in expected])
+        raw = client.post(
+            "/predict", content=paths["rgba.png"].read_bytes(), headers={"content-type": "image/png"}
+        )
+        assert raw.status_code == 200 and len(raw.json()["predictions"]) == 3
         for name, status in (("fake.png", 415), ("empty.png", 400), ("truncated.png", 400)):
             response = client.post("/predict", files={"file": (name, paths[name].read_bytes(), "image/png")})
             assert response.status_code == status and response.json()["detail"]
+        text = client.post("/predict", files={"file": ("notes.txt", b"hello", "text/plain")})
+        assert text.status_code == 415 and "not an image" in text.json()["detail"]
+        wrong_field = {"other": ("a.png", paths["rgba.png"].read_bytes(), "image/png")}
+        assert client.post("/predict", files=wrong_field).status_code == 422
+        assert client.post("/predict", json={"image": "x"}).status_code == 415
         assert client.get("/health").status_code == 200
+
+
+def test_server_refuses_uploads_over_the_body_and_pixel_limits(release: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    image = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (10, 120, 200)).save(image, "PNG")  # 6 megapixels, a few KB
+    cfg = ServeConfig(release=str(release), device="cpu", max_megapixels=5.0, max_body_kb=64)
+    with TestClient(build_app(cfg)) as client:
+        response = client.post("/predict", files={"file": ("big.png", image.getvalue(), "image/png")})
+        assert response.status_code == 413 and "megapixels" in response.json()["detail"]
+        noise = io.BytesIO()
+        Image.effect_noise((300, 300), 80).convert("RGB").save(noise, "PNG")  # ~270 KB of noise
+        response = client.post("/predict", files={"file": ("noise.png", noise.getvalue(), "image/png")})
+        assert response.status_code == 413 and "over the limit" in response.json()["detail"]
+    assert ServeConfig().max_body_kb == 10240  # 10 MiB by default: a large phone photo
 
 
 def test_preprocessing_turns_exif_rotated_photos_upright(tmp_path: Path) -> None:
@@ -279,3 +317,42 @@ def test_preprocessing_turns_exif_rotated_photos_upright(tmp_path: Path) -> None
     upright = pixels.transpose(Image.Transpose.ROTATE_270)  # what a viewer shows: 20 wide, 60 tall
     assert torch.equal(prepare_image(stored, pre), prepare_image(upright, pre))
     assert not torch.equal(prepare_image(stored, pre), prepare_image(pixels, pre))
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
+def test_server_decodes_large_uploads_within_its_pixel_budget(
+    release: Path, monkeypatch: pytest.MonkeyPatch, bounded: bool
+) -> None:
+    """Six concurrent 1.5-megapixel uploads: with a 2-megapixel budget they decode one at a time."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    import dlkit.serve
+
+    real_decode, lock, now, seen = dlkit.serve.decode_image, threading.Lock(), [0], [0]
+
+    def slow_decode(data: bytes, **kwargs: Any) -> Image.Image:
+        with lock:
+            now[0] += 1
+            seen[0] = max(seen[0], now[0])
+        try:
+            time.sleep(0.3)  # long enough for the other requests to arrive meanwhile
+            return real_decode(data, **kwargs)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(dlkit.serve, "decode_image", slow_decode)
+    png = io.BytesIO()
+    Image.new("RGB", (1500, 1000), (200, 30, 30)).save(png, "PNG")
+    cfg = ServeConfig(
+        release=str(release), device="cpu", max_megapixels=2.0, decode_megapixels=2.0 if bounded else 100.0
+    )
+    with TestClient(build_app(cfg)) as client, ThreadPoolExecutor(6) as pool:
+        send = lambda _: client.post("/predict", files={"file": ("a.png", png.getvalue(), "image/png")})  # noqa: E731
+        statuses = [r.status_code for r in pool.map(send, range(6))]
+    assert statuses == [200] * 6
+    assert seen[0] == 1 if bounded else seen[0] > 1  # the budget is what serialises them
