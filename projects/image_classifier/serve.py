@@ -28,7 +28,15 @@ from starlette.concurrency import run_in_threadpool
 
 from dlkit import project
 from dlkit.config import flag
-from dlkit.serve import BatchedService, ImageRejected, PixelBudget, create_app, decode_within, html_page
+from dlkit.serve import (
+    BatchedService,
+    ImageRejected,
+    PixelBudget,
+    create_app,
+    decode_within,
+    html_page,
+    read_image_bytes,
+)
 from projects.image_classifier.predict import ImagePredictor
 
 __all__ = ["ServeConfig", "build_app", "classifier_service", "main", "page"]
@@ -156,43 +164,6 @@ def classifier_service(
     return BatchedService(predictor, lambda xs: list(predictor.probabilities_of(torch.stack(xs))), max_batch)
 
 
-def _is_image_type(content_type: str | None) -> bool:
-    media = (content_type or "").split(";")[0].strip().lower()
-    return media in ("", "application/octet-stream") or media.startswith("image/")
-
-
-async def read_upload(request: Request, field: str = "file") -> bytes:
-    """The image bytes a request carries, undecoded: a multipart form's ``field``, or the whole body
-    as image/*; 415 for other content types, 422 for a form without the field.
-
-    Stopgap until dlkit.serve.read_image_request can decode within a PixelBudget (it reads and
-    decodes in one call): the same checks, minus the decoding.
-    """
-    from starlette.datastructures import UploadFile
-
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=16) as form:
-            upload = form.get(field)
-            if not isinstance(upload, UploadFile):
-                problem = (
-                    f"has no field {field!r}" if upload is None else f"field {field!r} is text, not a file"
-                )
-                raise HTTPException(422, f"the form {problem}: send the image file in it")
-            if not _is_image_type(upload.content_type):
-                raise HTTPException(
-                    415, f"the uploaded file is {upload.content_type}, not an image: send a PNG or JPEG"
-                )
-            return await upload.read()
-    if media and _is_image_type(media):
-        return await request.body()
-    raise HTTPException(
-        415,
-        f"content type {media or '(none)'} is not accepted: send multipart/form-data with the image in "
-        f"field {field!r}, or the image bytes with an image/* content type",
-    )
-
-
 def build_app(cfg: ServeConfig) -> FastAPI:
     """The app serving ``cfg.release``; its model loads when the app starts, not here."""
     max_pixels = int(cfg.max_megapixels * 1e6)
@@ -206,7 +177,7 @@ def build_app(cfg: ServeConfig) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000)) -> dict[str, Any]:
-        data = await read_upload(request)
+        data = await read_image_bytes(request)
         service: BatchedService[torch.Tensor, torch.Tensor] = request.app.state.model
         try:  # (C, H, W): decoded within the budget and resized at once, off the event loop
             x = await run_in_threadpool(

@@ -61,6 +61,7 @@ __all__ = [
     "decode_image",
     "error_body",
     "html_page",
+    "read_image_bytes",
     "read_image_request",
     "read_json_request",
     "release_memory",
@@ -133,16 +134,14 @@ def _acceptable_image_type(content_type: str | None) -> bool:
     return media in ("", "application/octet-stream") or media.startswith("image/")
 
 
-async def read_image_request(
-    request: "Request", *, field: str = "file", max_pixels: int = DEFAULT_MAX_PIXELS
-) -> Image.Image:
-    """The image a request carries: a multipart form's ``field``, or the whole body as image/*.
+async def read_image_bytes(request: "Request", *, field: str = "file") -> bytes:
+    """The image bytes a request carries, undecoded: a multipart form's ``field``, or the whole body as
+    image/*. Raises HTTPException 415 for other content types, 422 for a form without ``field``.
 
-    Raises HTTPException 415 for other content types, 422 for a form without ``field``, and
-    decode_image's 400 / 413 / 415; decoding runs in a worker thread, off the event loop.
+    For servers that decode on their own terms (e.g. within a :class:`PixelBudget`, see
+    :func:`decode_within`); :func:`read_image_request` reads and decodes in one call.
     """
     from fastapi import HTTPException
-    from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
 
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -158,15 +157,25 @@ async def read_image_request(
                 raise HTTPException(
                     415, f"the uploaded file is {upload.content_type}, not an image: send a PNG or JPEG"
                 )
-            data = await upload.read()
-    elif _acceptable_image_type(media) and media:
-        data = await request.body()
-    else:
-        raise HTTPException(
-            415,
-            f"content type {media or '(none)'} is not accepted: send multipart/form-data with the image "
-            f"in field {field!r}, or the image bytes with an image/* content type",
-        )
+            return await upload.read()
+    if _acceptable_image_type(media) and media:
+        return await request.body()
+    raise HTTPException(
+        415,
+        f"content type {media or '(none)'} is not accepted: send multipart/form-data with the image "
+        f"in field {field!r}, or the image bytes with an image/* content type",
+    )
+
+
+async def read_image_request(
+    request: "Request", *, field: str = "file", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """The image a request carries (:func:`read_image_bytes`), decoded in a worker thread, off the event
+    loop; decode_image's 400 / 413 / 415 become HTTPExceptions."""
+    from fastapi import HTTPException
+    from starlette.concurrency import run_in_threadpool
+
+    data = await read_image_bytes(request, field=field)
     try:
         return await run_in_threadpool(decode_image, data, max_pixels=max_pixels)
     except ImageRejected as e:
