@@ -1,0 +1,348 @@
+"""Fit a recommender on the protocol's training part and leave a run folder.
+
+    python -m projects.recommendation_system train --model ranker           # the PyTorch ranking model
+    python -m projects.recommendation_system train --model ease             # lambda chosen on validation
+    python -m projects.recommendation_system train --model mf               # biased MF, for RMSE
+    python -m projects.recommendation_system train --model itemknn --split time
+    python -m projects.recommendation_system train --quick                  # seconds, synthetic data, offline
+    torchrun --nproc_per_node 2 -m projects.recommendation_system train --model ranker --quick   # DDP
+
+Model selection never sees the test part (see :mod:`.data`): the baselines' hyperparameter (EASE's
+lambda, item-kNN's k) is the one with the best validation NDCG, then the model is fitted again on the
+whole training part; the PyTorch models train on the training part minus validation with
+``dlkit.train.train_loop``, an evaluation on the validation users every epoch, and keep-best. The run
+folder holds config.json, metrics.csv (one row per candidate or evaluation), checkpoint.pt,
+model_info.json and val_metrics.json; ``evaluate --split test`` scores it once on the test part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlkit.checkpoint import save_checkpoint
+from dlkit.config import config_to_dict, flag
+from dlkit.data import RatingsData
+from dlkit.errors import UserError
+from dlkit.project import TrainConfig as ProjectTrainConfig
+from dlkit.project import parse_train_config, start_training
+from dlkit.runs import RunFolder, write_json
+from dlkit.train import (
+    Budget,
+    Evaluation,
+    Selection,
+    TensorBatches,
+    cleanup_distributed,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    setup_distributed,
+    train_loop,
+)
+from projects.recommendation_system.data import (
+    DATASETS,
+    Catalogue,
+    Histories,
+    ProtocolSplits,
+    evaluate_ranking,
+    histories,
+    load_ratings,
+    protocol_splits,
+    ranking_task,
+    rmse,
+)
+from projects.recommendation_system.models import (
+    EASE,
+    MODELS,
+    BiasedMF,
+    ItemKNN,
+    Popularity,
+    Ranker,
+    RankerBatches,
+    fit_ease,
+    fit_item_knn,
+    mf_loss,
+    ranker_loss,
+)
+
+__all__ = ["QUICK", "TrainConfig", "main", "run_data", "run_of"]
+
+PROJECT = "recommendation_system"
+
+
+@dataclass
+class TrainConfig(ProjectTrainConfig):
+    """Train a recommender on MovieLens; every field is a flag (--model, --dataset, --lambdas, ...)."""
+
+    model: str = flag("ranker", help="which recommender", choices=MODELS)
+    dataset: str = flag("movielens_small", help="MovieLens set (quick mode: synthetic)", choices=DATASETS)
+    split: str = flag("random", help="random: 10%% of ratings held out; time: each user's latest 10%%",
+                      choices=("random", "time"))  # fmt: skip
+    split_seed: int = flag(0, help="seed of the random split (the issue's protocol: 0)", min=0)
+    k: int = flag(10, help="list length the metrics score (HR@K, NDCG@K, ...)", min=1, max=1000)
+    # Baselines: each candidate is fitted on train minus validation, the best refitted on all of train.
+    lambdas: tuple[float, ...] = flag((100.0, 300.0, 1000.0), help="EASE's L2 weights tried on validation")
+    neighbours: tuple[int, ...] = flag((50,), help="item-kNN's k (neighbours kept per item) tried")
+    # The PyTorch models (mf, ranker).
+    dim: int = flag(64, help="embedding width", min=1)
+    l2: float = flag(0.0, help="L2 weight on the rows a batch touches", min=0)
+    neighbourhood: int = flag(200, help="ranker: items each rated item votes for (its most co-rated)", min=1)
+    start: str = flag(
+        "cosine",
+        help="ranker: cosine neighbours, W = 0; or ease: EASE's largest weights",
+        choices=("cosine", "ease"),
+    )
+    start_lambda: float = flag(
+        300.0, help="ranker --start ease: EASE's L2 weight (chosen by EASE's validation)", above=0
+    )
+    dropout: float = flag(
+        0.0, help="ranker: share of a user's ratings hidden from the input", min=0, max=0.95
+    )
+    negatives: int = flag(2048, help="ranker: unrated items sampled on the device per step (0: all)", min=0)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = flag(64, help="users (ranker) or ratings (mf) per step, all processes together", min=1)
+    num_epochs: float = flag(30.0, help="passes over the training users (ranker) or ratings (mf)", above=0)
+    time_budget: float = flag(0.0, help="also stop after this many seconds of training (0: no limit)", min=0)
+    patience: int = flag(0, help="stop after this many evaluations without a better one (0: never)", min=0)
+
+
+QUICK: dict[str, Any] = {"num_epochs": 6.0, "lambdas": (10.0, 30.0), "neighbours": (20,), "dim": 16}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Chosen on the validation split of movielens_small (README.md): never on test.
+    "mf": {"dim": 64, "l2": 0.1, "lr": 5e-3, "batch_size": 256, "num_epochs": 10.0},
+    "ranker": {},
+}
+
+
+def run_of(cfg: TrainConfig) -> RunFolder:
+    """runs/recommendation_system/<dataset>-<model>[-time][-quick] unless --run-name says otherwise."""
+    name = f"{'synthetic' if cfg.quick else cfg.dataset}-{cfg.model}"
+    name += "-time" if cfg.split == "time" else ""
+    return RunFolder.of(PROJECT, cfg.run_name or name, cfg.runs_dir)
+
+
+def parse(argv: Sequence[str] | None) -> TrainConfig:
+    """Dataclass defaults < the model's recipe < --quick's < the flags given."""
+
+    def defaults(given: dict[str, Any]) -> dict[str, Any]:
+        return dict(RECIPES.get(given.get("model") or "ranker", {}))
+
+    return parse_train_config(TrainConfig, argv, run_of, quick=QUICK, defaults=defaults)
+
+
+def run_data(data: RatingsData, config: dict[str, Any]) -> tuple[Catalogue, ProtocolSplits, Histories]:
+    """The catalogue, the splits and the training histories of a run (from its config.json)."""
+    splits = protocol_splits(data, config["split"], config.get("split_seed", 0))
+    return Catalogue.of(data), splits, histories(data, splits.train)
+
+
+# --- Baselines: closed form, hyperparameter on validation ----------------------------------------
+
+
+def fit_baseline(
+    cfg: TrainConfig, data: RatingsData, splits: ProtocolSplits, run: RunFolder
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Popularity, or the item-kNN / EASE candidate with the best validation NDCG refitted on all of train."""
+    val = ranking_task(data, splits.fit, splits.val, "val")
+    train = histories(data, splits.train)
+    if cfg.model == "popularity":
+        model = Popularity(data.num_items)
+        model.counts.copy_(val.history.item_counts())
+        metrics = evaluate_ranking(model, val, cfg.k, prefix="val_")
+        model.counts.copy_(train.item_counts())  # the same rule, on all of train
+        return model, {"kwargs": {"num_items": data.num_items}, "chosen": {}, "val": metrics}
+    fit_matrix, log = val.history.csr(), run.metrics_logger()
+    candidates = cfg.lambdas if cfg.model == "ease" else cfg.neighbours
+    best: tuple[float, float] | None = None
+    for step, value in enumerate(candidates):
+        t0 = time.perf_counter()
+        module = _baseline(cfg.model, data.num_items, fit_matrix, value)
+        seconds = time.perf_counter() - t0
+        metrics = evaluate_ranking(module, val, cfg.k, prefix="val_")
+        log.log({"step": step, "value": value, "fit_seconds": round(seconds, 2), **metrics})
+        print(
+            f"{cfg.model} {'lambda' if cfg.model == 'ease' else 'k'}={value:g}: "
+            + _line(metrics)
+            + f" (fit {seconds:.1f} s)"
+        )
+        if best is None or metrics["val_ndcg"] > best[0]:
+            best, best_metrics = (metrics["val_ndcg"], value), metrics
+    assert best is not None
+    name = "lambda" if cfg.model == "ease" else "neighbours"
+    print(f"chosen on validation: {name} = {best[1]:g}; fitting it on the whole training part")
+    model = _baseline(cfg.model, data.num_items, train.csr(), best[1])
+    return model, {"kwargs": {"num_items": data.num_items}, "chosen": {name: best[1]}, "val": best_metrics}
+
+
+def _baseline(name: str, num_items: int, matrix: Any, value: float) -> nn.Module:
+    if name == "ease":
+        model: nn.Module = EASE(num_items)
+        model.weights.copy_(fit_ease(matrix, float(value)))
+    else:
+        model = ItemKNN(num_items)
+        model.similarity.copy_(fit_item_knn(matrix, int(value)))
+    return model
+
+
+def _line(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in metrics.items())
+
+
+# --- The PyTorch models: dlkit's loop, validation every epoch, keep-best -------------------------
+
+
+def fit_mf(
+    cfg: TrainConfig, data: RatingsData, splits: ProtocolSplits, device: torch.device, run: RunFolder
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Biased MF on (user, item) -> stars of train minus validation; keep the best validation RMSE."""
+    kwargs = {"num_users": data.num_users, "num_items": data.num_items, "dim": cfg.dim, "l2": cfg.l2}
+    model = BiasedMF(**kwargs)
+    fit = torch.from_numpy(splits.fit)
+    model.mean.fill_(float(data.rating[fit].mean()))
+    pairs = torch.stack([data.user[fit], data.item[fit]], 1)
+    rank, world = get_rank(), get_world_size()
+    batches = TensorBatches(
+        pairs[rank::world], data.rating[fit][rank::world], cfg.batch_size // world, shuffle=True
+    )
+    val_task = ranking_task(data, splits.fit, splits.val, "val")
+
+    def validate(module: nn.Module) -> dict[str, float]:
+        mf = module.module if hasattr(module, "module") else module
+        predict = lambda u, i: mf.predict(u.to(device), i.to(device)).clamp(0.5, 5.0)  # noqa: E731
+        by_user = _MFScores(mf, val_task, device)
+        return {
+            "val_rmse": rmse(predict, data, splits.val),
+            **evaluate_ranking(by_user, val_task, cfg.k, prefix="val_"),
+        }
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = train_loop(
+        model, optimizer, batches, loss_fn=mf_loss, device=device,
+        budget=Budget(epochs=cfg.num_epochs, seconds=cfg.time_budget or None),
+        evaluation=Evaluation(validate),
+        selection=Selection("val_rmse", "min", keep_best=True, patience=cfg.patience or None), run=run,
+        resume=cfg.resume, config=cfg,
+    )  # fmt: skip
+    return model, {"kwargs": kwargs, "chosen": {"step": state.best_step}, "seconds": state.seconds}
+
+
+class _MFScores:
+    """MF as a ranking scorer of the validation users: predicted stars of every item."""
+
+    def __init__(self, model: BiasedMF, task: Any, device: torch.device) -> None:
+        self.model, self.task, self.device, self.offset = model, task, device, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        users = self.task.users[self.offset : self.offset + len(x)]
+        self.offset = (self.offset + len(x)) % len(self.task.users)
+        return self.model.scores(users.to(self.device))
+
+
+def fit_ranker(
+    cfg: TrainConfig, data: RatingsData, splits: ProtocolSplits, device: torch.device, run: RunFolder
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The ranking model on train minus validation; keep the best validation NDCG@K."""
+    fit = histories(data, splits.fit)
+    val_task = ranking_task(data, splits.fit, splits.val, "val")
+    kwargs = {"num_items": data.num_items, "num_neighbours": min(cfg.neighbourhood, data.num_items - 1)}
+    model = Ranker(**kwargs)
+    if cfg.start == "ease":  # EASE's closed form on the same rows, cut to each item's M largest weights
+        model.init_from_weights(fit_ease(fit.csr(), cfg.start_lambda))
+    else:
+        model.init_from(fit.csr())
+
+    def validate(module: nn.Module) -> dict[str, float]:
+        return evaluate_ranking(lambda x: module(x.to(device)), val_task, cfg.k, prefix="val_")
+
+    groups = [{"params": [model.weights], "weight_decay": cfg.weight_decay},
+              {"params": [model.star_logits, model.bias], "weight_decay": 0.0}]  # fmt: skip
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    batches = RankerBatches(fit.to(device), cfg.batch_size, cfg.dropout, seed=cfg.seed)
+    state = train_loop(
+        model, optimizer, batches, loss_fn=ranker_loss(cfg.negatives), device=device,
+        budget=Budget(epochs=cfg.num_epochs, seconds=cfg.time_budget or None),
+        evaluation=Evaluation(validate),
+        selection=Selection("val_ndcg", "max", keep_best=True, patience=cfg.patience or None), amp=False,
+        run=run, resume=cfg.resume, config=cfg,
+    )  # fmt: skip
+    ratings_seen = state.epoch * len(fit.items) + 0.0
+    return model, {"kwargs": kwargs, "chosen": {"step": state.best_step}, "seconds": state.seconds,
+                   "ratings_per_second": ratings_seen / max(state.seconds, 1e-9)}  # fmt: skip
+
+
+# --- The command ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train per the flags; return model_info (with the validation metrics)."""
+    cfg = parse(argv)
+    run = run_of(cfg)
+    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # launched by torchrun
+    if distributed:
+        setup_distributed(None if cfg.device == "auto" else cfg.device)
+    try:
+        device = start_training(cfg, run)
+        with contextlib.redirect_stdout(sys.stdout if is_main_process() else io.StringIO()):
+            data = load_ratings(cfg.dataset, quick=cfg.quick)
+            splits = protocol_splits(data, cfg.split, cfg.split_seed)
+            print(f"{data.source}: {len(splits.fit):,} ratings to fit, {len(splits.val):,} validation, "
+                  f"{len(splits.test):,} test ({cfg.split} split)")  # fmt: skip
+            t0 = time.perf_counter()
+            if cfg.model in ("popularity", "itemknn", "ease"):
+                if distributed:
+                    raise UserError(f"{cfg.model} is fitted in closed form: run it without torchrun")
+                model, found = fit_baseline(cfg, data, splits, run)
+            elif cfg.model == "mf":
+                model, found = fit_mf(cfg, data, splits, device, run)
+            else:
+                model, found = fit_ranker(cfg, data, splits, device, run)
+            seconds = time.perf_counter() - t0
+        info = {
+            "model": cfg.model, **found, "dataset": data.source.split(" from ")[0], "split": cfg.split,
+            "fit_seconds_total": round(seconds, 2), "threads": torch.get_num_threads(),
+        }  # fmt: skip
+        if is_main_process():
+            model.cpu().eval()
+            if "val" in found:  # a baseline, refitted on all of train: its candidate's validation scores
+                save_checkpoint(run.checkpoint, model=model, epoch=0, config=config_to_dict(cfg))
+                metrics = found["val"]
+            else:  # trained on train minus validation: the weights kept
+                metrics = _val_metrics(
+                    cfg, model, data, splits, ranking_task(data, splits.fit, splits.val, "val")
+                )
+            info["val"] = metrics
+            run.write_info(info)
+            write_json(run / "val_metrics.json", metrics)
+            print("validation: " + _line(metrics))
+            print(f"run folder: {run.path}")
+        return info
+    finally:
+        if distributed:
+            cleanup_distributed()
+
+
+def _val_metrics(
+    cfg: TrainConfig, model: nn.Module, data: RatingsData, splits: ProtocolSplits, val: Any
+) -> dict[str, float]:
+    if cfg.model == "mf":
+        assert isinstance(model, BiasedMF)
+        return {
+            "val_rmse": rmse(model.predict, data, splits.val),
+            **evaluate_ranking(_MFScores(model, val, torch.device("cpu")), val, cfg.k, prefix="val_"),
+        }
+    return evaluate_ranking(model, val, cfg.k, prefix="val_")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The recommender's train and evaluate commands on the synthetic set (quick mode, offline, seconds)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
+    sys.path.insert(0, str(ROOT))
+
+from projects.recommendation_system import evaluate, train
+from projects.recommendation_system.__main__ import main as cli
+from projects.recommendation_system.data import histories, synthetic_ratings
+from projects.recommendation_system.models import Ranker, RankerBatches, ranker_loss
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory):
+    """Every model trained once in quick mode; {model: run folder}."""
+    root = tmp_path_factory.mktemp("runs")
+    infos = {}
+    for model in ("popularity", "itemknn", "ease", "mf", "ranker"):
+        infos[model] = train.main(["--quick", "--model", model, "--runs-dir", str(root), "--run-name", model])
+    return root, infos
+
+
+def test_every_model_trains_and_the_learned_ones_beat_popularity_on_validation(runs):
+    root, infos = runs
+    ndcg = {model: info["val"]["val_ndcg"] for model, info in infos.items()}
+    assert ndcg["ease"] > ndcg["popularity"] + 0.03 and ndcg["itemknn"] > ndcg["popularity"] + 0.03
+    assert ndcg["ranker"] > ndcg["popularity"]
+    assert infos["ease"]["chosen"]["lambda"] in (10.0, 30.0)  # chosen among the quick candidates
+    assert 0.6 < infos["mf"]["val"]["val_rmse"] < 1.2  # stars: a constant 3.5 gives about 1.0
+    for model in infos:
+        folder = root / model
+        assert {"config.json", "checkpoint.pt", "model_info.json", "val_metrics.json"} <= {
+            p.name for p in folder.iterdir()
+        }
+    rows = (root / "ease" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,value,") and len(rows) == 3  # one row per lambda tried
+
+
+def test_evaluate_scores_the_test_part_once_with_all_metrics(runs, capsys):
+    root, _ = runs
+    assert evaluate.main(["--run-dir", str(root / "ease")]) == 0
+    result = json.loads((root / "ease" / "test_metrics.json").read_text())
+    for name in ("hr", "ndcg", "recall", "precision", "map", "coverage"):
+        assert 0 < result[f"test_{name}"] <= 1
+    assert result["test_hr"] >= result["test_recall"] >= result["test_ndcg"] * 0.5
+    assert "ease on synthetic" in capsys.readouterr().out
+    assert evaluate.main(["--run-dir", str(root / "mf")]) == 0
+    assert 0.6 < json.loads((root / "mf" / "test_metrics.json").read_text())["test_rmse"] < 1.2
+
+
+def test_keep_best_ends_on_the_best_validation_ndcg(runs):
+    root, infos = runs
+    with (root / "ranker" / "metrics.csv").open() as f:
+        header, *lines = [line.split(",") for line in f.read().splitlines()]
+    column = header.index("val_ndcg")
+    values = [float(line[column]) for line in lines]
+    assert len(values) == 6  # one evaluation per epoch
+    assert infos["ranker"]["val"]["val_ndcg"] == pytest.approx(max(values), abs=1e-9)
+
+
+def test_bad_flags_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--quick", "--model", "nope"])
+    assert exit_info.value.code == 2
+    assert "--model must be one of popularity, itemknn, ease, mf, ranker" in capsys.readouterr().err
+    assert cli(["evaluate", "--run-dir", str(tmp_path / "missing")]) == 1
+    assert "does not exist: train a model first" in capsys.readouterr().err
+
+
+def test_the_ranker_adds_each_ratings_neighbour_weights_into_its_users_scores():
+    ranker = Ranker(num_items=4, num_neighbours=2)
+    ranker.neighbours.copy_(torch.tensor([[1, 2], [0, 3], [0, 1], [2, 1]]))
+    with torch.no_grad():
+        ranker.weights.copy_(torch.tensor([[0.5, 0.25], [1.0, -1.0], [2.0, 3.0], [4.0, 5.0]]))
+        ranker.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.1]))
+        ranker.star_logits[9] += 1.0  # five stars count more than the others
+    five = float(ranker.star_weights().detach()[9])
+    stars = torch.tensor([[5.0, 0.0, 3.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    # user 0: item 0 (5 stars) votes 0.5 for item 1 and 0.25 for item 2; item 2 (3 stars, weight 1)
+    # votes 2 for item 0 and 3 for item 1. User 1: item 3 (1 star) votes 4 for item 2, 5 for item 1.
+    expected = torch.tensor([[2.0, 0.5 * five + 3.0, 0.25 * five, 0.1], [0.0, 5.0, 4.0, 0.1]])
+    assert torch.allclose(ranker(stars).detach(), expected, atol=1e-6)
+    # its neighbours: the most co-rated items by cosine, never itself
+    data = synthetic_ratings(num_users=40, num_items=30)
+    fitted = Ranker(30, 5).init_from(histories(data, np.arange(len(data))).csr())
+    assert not (fitted.neighbours == torch.arange(30)[:, None]).any()
+
+
+def test_ranker_batches_hide_ratings_and_keep_every_target():
+    data = synthetic_ratings(num_users=20, num_items=30)
+    h = histories(data, np.arange(len(data)))
+    torch.manual_seed(0)
+    (x, y), *_ = RankerBatches(h, batch_size=8, dropout=0.5, seed=0)(0)
+    assert x.shape == y.shape == (8, 30)
+    assert ((x > 0) <= (y > 0)).all() and (x[x > 0] == y[x > 0]).all()  # input: a subset of the stars
+    assert 0.3 < (x > 0).sum() / (y > 0).sum() < 0.7
+    assert (y > 0).sum() > 0 and set(y.unique().tolist()) <= {0.0, *np.arange(0.5, 5.01, 0.5).tolist()}
+    scores = torch.zeros(2, 4, requires_grad=True)
+    targets = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
+    # all negatives: user 0 misses its 1 by 1, user 1 too: mean squared error per user = 1
+    assert ranker_loss(0)(scores, targets).item() == pytest.approx(1.0)
+    # sampled negatives estimate the sum over unrated items: unbiased for a constant score of 1 on them
+    ones = torch.tensor([[1.0, 1.0, 1.0, 1.0]])
+    estimates = [ranker_loss(2)(ones, torch.tensor([[1.0, 0.0, 0.0, 0.0]])).item() for _ in range(400)]
+    assert np.mean(estimates) == pytest.approx(3.0, abs=0.15)  # exact: 3 unrated items, error 1 each
+
+
+def test_the_ranker_can_start_from_a_dense_item_item_model():
+    dense = torch.tensor(
+        [[9.0, 0.5, -2.0, 0.1], [0.3, 9.0, 0.0, 1.5], [1.0, 2.0, 9.0, -3.0], [0.0, 0.2, 0.1, 9.0]]
+    )
+    ranker = Ranker(num_items=4, num_neighbours=2).init_from_weights(dense)
+    # each row's two largest weights by absolute value, never the diagonal
+    assert ranker.neighbours.tolist() == [[2, 1], [3, 0], [3, 1], [1, 2]]
+    expected_weights = torch.tensor([[-2.0, 0.5], [1.5, 0.3], [-3.0, 2.0], [0.2, 0.1]])
+    assert torch.equal(ranker.weights.detach(), expected_weights)
+    # with M = I - 1 neighbours it scores exactly as the dense model with a zero diagonal
+    full = Ranker(num_items=4, num_neighbours=3).init_from_weights(dense)
+    x = torch.tensor([[5.0, 0.0, 3.0, 0.0], [0.0, 1.0, 0.0, 4.5]])
+    expected = (x > 0).float() @ (dense - torch.diag(dense.diagonal()))
+    assert torch.allclose(full(x).detach(), expected, atol=1e-6)
