@@ -32,6 +32,7 @@ from torch import nn
 from dlkit import rl
 from dlkit.config import flag
 from dlkit.lesson import Lesson, LessonConfig, exactly, in_notebook
+from dlkit.metrics import CSVLogger
 from dlkit.rl import DQNConfig, ReplayBuffer, make_env, q_network, train_dqn
 
 
@@ -280,12 +281,21 @@ lesson.record("hand_update_vs_dqn_update_diff", weight_diff, max=1e-7)
 
 # %%
 runs: dict[str, list] = {"DQN": [], "Double DQN": []}
+curves = CSVLogger(lesson.run_dir / "cartpole_evaluations.csv", append=False)  # one row per evaluation
+per_seed = CSVLogger(lesson.run_dir / "cartpole_seeds.csv", append=False)  # one row per run
 for name, use_double in (("DQN", False), ("Double DQN", True)):
     for seed in range(cfg.seed, cfg.seed + cfg.num_seeds):
         run = train_dqn(cfg, seed, double=use_double, desc=f"{name}, seed {seed}")
         runs[name].append(run)
+        for step, greedy_return in zip(run.eval_steps, run.eval_returns, strict=True):
+            curves.log({"variant": name, "seed": seed, "step": step, "greedy_return": greedy_return})
+        per_seed.log({"variant": name, "seed": seed, "first_solved_step": run.steps_to_solved or "",
+                      "final_return": run.final_return, "best_return": max(run.eval_returns),
+                      "train_wall_s": round(run.train_seconds, 1), "eval_wall_s": round(run.eval_seconds, 1),
+                      "train_cpu_s": round(run.train_cpu_seconds, 1)})  # fmt: skip
         when = f"at step {run.steps_to_solved:,}" if run.steps_to_solved else "never"
-        print(f"{name}, seed {seed}: 500 {when}, final {run.final_return:.0f}, {run.train_seconds:.0f} s")
+        print(f"{name}, seed {seed}: 500 {when}, final {run.final_return:.0f}, "
+              f"{run.train_seconds:.0f} s wall ({run.train_cpu_seconds:.0f} s CPU)")  # fmt: skip
 
 fig, ax = plt.subplots(figsize=(7.5, 4))
 for name, rs in runs.items():

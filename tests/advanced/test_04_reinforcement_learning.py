@@ -7,6 +7,7 @@ not. The replay buffer, the TD targets and the DQN update are tested in tests/dl
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,24 @@ def test_quick_dqn_beats_a_random_policy_by_a_margin(result):
     assert outcome(result, "dqn_final_return") >= max(50, 2 * random_return)
     assert outcome(result, "double_dqn_final_return") >= max(50, 2 * random_return)
     assert "dqn_seeds_solved_share" not in result["outcomes"]  # the 5-seed goal is full mode's
+
+
+def test_each_evaluation_and_each_run_is_written_as_csv(result):
+    with (result["run_dir"] / "cartpole_evaluations.csv").open(newline="") as f:
+        curves = list(csv.DictReader(f))
+    with (result["run_dir"] / "cartpole_seeds.csv").open(newline="") as f:
+        seeds = list(csv.DictReader(f))
+    variants = ("DQN", "Double DQN")
+    # quick mode: one seed of each, 4,000 steps, an evaluation every 1,000
+    assert [(r["variant"], int(r["step"])) for r in curves] == [
+        (v, s) for v in variants for s in range(1000, 4001, 1000)
+    ]
+    assert [(r["variant"], int(r["seed"])) for r in seeds] == [(v, 0) for v in variants]
+    assert float(seeds[0]["final_return"]) == pytest.approx(outcome(result, "dqn_final_return"))
+    assert float(seeds[1]["final_return"]) == float(curves[-1]["greedy_return"])
+    assert all(
+        float(r["train_cpu_s"]) > 0 and float(r["best_return"]) >= float(r["final_return"]) for r in seeds
+    )
 
 
 def test_figures_gif_and_quick_mode(result):
