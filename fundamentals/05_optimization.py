@@ -11,7 +11,7 @@
 #   step by step, and what one buys in training;
 # - why classification uses cross-entropy rather than mean squared error on probabilities;
 # - dropout, batch norm and weight decay against one baseline, on a training set small enough to
-#   overfit: which of them hold the test loss down and shrink the train-test gap.
+#   overfit: which of them hold the validation loss down and shrink the train-validation gap.
 
 # %%
 from __future__ import annotations
@@ -27,8 +27,9 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, OneCycleLR, StepLR
 
 from dlkit.config import flag
-from dlkit.data import choose_dataset, load_dataset
+from dlkit.data import choose_dataset, load_dataset, split
 from dlkit.device import seed_everything
+from dlkit.errors import UserError
 from dlkit.lesson import Lesson, LessonConfig, approx
 from dlkit.plots import plot_curves
 from dlkit.train import History, evaluate, fit, make_loader
@@ -38,7 +39,9 @@ from dlkit.train import History, evaluate, fit, make_loader
 class Config(LessonConfig):
     num_train: int = flag(10_000, help="examples for the optimiser, schedule and loss comparisons", min=100)
     num_small: int = flag(1_000, help="examples for the regularisation runs: few enough to overfit", min=50)
-    num_test: int = flag(2_000, help="test examples every run is scored on", min=100)
+    num_val: int = flag(2_000, help="training examples held out (never trained on) to compare runs on",
+                        min=100, max=50_000)  # fmt: skip
+    num_test: int = flag(2_000, help="test examples that score each final model once", min=100)
     num_hidden: int = flag(256, help="units in each of the two hidden layers", min=1, max=8192)
     batch_size: int = 64
     num_epochs: int = flag(8, help="epochs of the optimiser, schedule and loss runs", min=1, max=1000)
@@ -52,30 +55,36 @@ class Config(LessonConfig):
     dropout_p: float = flag(0.5, help="dropout of the regularisation run that uses it", min=0, max=0.9)
 
 
-QUICK = {"num_train": 800, "num_small": 300, "num_test": 500, "num_hidden": 64, "batch_size": 32}
-lesson = Lesson(
-    "fundamentals/05_optimization", Config, quick={**QUICK, "num_epochs": 8, "num_epochs_small": 40}
-)
+QUICK = {"num_train": 800, "num_small": 300, "num_val": 500, "num_test": 500, "num_hidden": 64}
+QUICK |= {"batch_size": 32, "num_epochs": 8, "num_epochs_small": 40}
+lesson = Lesson("fundamentals/05_optimization", Config, quick=QUICK)
 cfg, device, full = lesson.cfg, lesson.device, not lesson.quick
 
 # Full mode uses Fashion-MNIST (downloaded when missing); quick mode falls back to the bundled digits.
 name = choose_dataset("fashion_mnist", "digits", quick=lesson.quick)
 train_all, test_all = load_dataset(name, split="train"), load_dataset(name, split="test")
-train, small = train_all.subset(cfg.num_train, seed=cfg.seed), train_all.subset(cfg.num_small, seed=cfg.seed)
+if cfg.num_val >= len(train_all):
+    raise UserError(f"--num-val {cfg.num_val} leaves nothing to train on: {name} has {len(train_all):,}")
+val, rest = split(train_all, cfg.num_val, seed=cfg.seed)  # the same held-out images in every run
+train, small = rest.subset(cfg.num_train, seed=cfg.seed), rest.subset(cfg.num_small, seed=cfg.seed)
 test = test_all.subset(cfg.num_test, seed=cfg.seed)
-lesson.uses_data(name, f"{train.source}; regularisation: {len(small):,} of them; {test.source}")
+lesson.uses_data(
+    name, f"{train.source}; regularisation: {len(small):,} of them; validation: {len(val):,}; {test.source}"
+)
 num_inputs, num_classes = train.x[0].numel(), len(train.classes)  # 784 and 10 for Fashion-MNIST
 loaders = {
     "train": make_loader(train.tensor_dataset(), cfg.batch_size, shuffle=True),
     "small": make_loader(small.tensor_dataset(), cfg.batch_size, shuffle=True),
     "small_eval": make_loader(small.tensor_dataset(), 1024, shuffle=False),
+    "val": make_loader(val.tensor_dataset(), 1024, shuffle=False),
     "test": make_loader(test.tensor_dataset(), 1024, shuffle=False),
 }
-print(f"{name}: train {tuple(train.x.shape)}, small {tuple(small.x.shape)}, test {tuple(test.x.shape)}")
+print(f"{name}: train {tuple(train.x.shape)}, small {len(small)}, val {len(val)}, test {len(test)}")
 
 # %% [markdown]
-# We compare settings on a held-out test subset after the last epoch, but tune nothing on it; a real
-# project would choose settings on a validation split.
+# Every curve per epoch and every comparison below uses the **validation** split: `num_val` training
+# images that no run trains on. The test subset scores each final model once, after its training, and
+# decides nothing.
 #
 # ## One model, one training function
 #
@@ -101,10 +110,14 @@ def make_mlp(*, dropout_p: float = 0.0, batch_norm: bool = False) -> nn.Sequenti
     return nn.Sequential(*layers).to(device)
 
 
-def train(label: str, model: nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any) -> History:
-    """``fit`` on loaders[data] (default "train"), validated on the test subset; kwargs go to ``fit``.
+test_scores: dict[str, dict[str, float]] = {}  # each final model's test loss and accuracy
 
-    A scheduler, when given, steps after every batch.
+
+def train(label: str, model: nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any) -> History:
+    """``fit`` on loaders[data] (default "train"), validated after every epoch; kwargs go to ``fit``.
+
+    A scheduler, when given, steps after every batch. The final model is then scored once on the test
+    subset, into ``test_scores[label]``.
     """
     seed_everything(cfg.seed)  # the same shuffling order for every run
     kwargs = {
@@ -114,9 +127,11 @@ def train(label: str, model: nn.Module, optimizer: torch.optim.Optimizer, **kwar
         **kwargs,
     }
     data = loaders[kwargs.pop("data", "train")]
-    history = fit(model, optimizer, data, loaders["test"], device=device, verbose=False, **kwargs)
+    history = fit(model, optimizer, data, loaders["val"], device=device, verbose=False, **kwargs)
+    test_scores[label] = evaluate(model, F.cross_entropy, loaders["test"], device)  # once, at the end
     last = history.last
-    print(f"{label:<20} train loss {last['train_loss']:.4f}  test acc {last['val_acc']:.4f}")
+    print(f"{label:<20} train loss {last['train_loss']:.4f}  val acc {last['val_acc']:.4f}", end="  ")
+    print(f"test acc {test_scores[label]['acc']:.4f}")
     return history
 
 
@@ -144,30 +159,40 @@ for label, make_optimizer in optimizers.items():
     runs[label] = train(label, model, make_optimizer(model.parameters()))
 curves = {label: runs[label].column("train_loss") for label in optimizers}
 fig = plot_curves(curves, title=f"Optimisers on {name}", xlabel="epoch", ylabel="training loss", logy=True)
-# AdamW's curve lies on Adam's: a wide pale line under a dashed one shows both.
-for line, style, width in zip(fig.axes[0].lines, ["-o", "-s", "-^", "--x"], [1.5, 1.5, 5, 1.5], strict=True):
-    line.set(linestyle=style[:-1], marker=style[-1], linewidth=width, alpha=0.5 if width > 2 else 1)
+# AdamW's curve lies on Adam's: Adam as a wide pale band with open circles, AdamW dashed in black on top.
+styles = {
+    "SGD": {"marker": "s"},
+    "SGD + momentum": {"marker": "^"},
+    "Adam": {"marker": "o", "markersize": 11, "markerfacecolor": "none", "linewidth": 7, "alpha": 0.4},
+    "AdamW": {"marker": "x", "markersize": 7, "linestyle": "--", "color": "black"},
+}
+for line in fig.axes[0].lines:
+    line.set(**styles[line.get_label()])
 fig.axes[0].legend()
 lesson.savefig(fig, "optimizer_loss_curves")
 chance = 1 / num_classes
 
 
-def acc(label: str) -> float:
-    return runs[label].last["val_acc"]  # test accuracy after the last epoch
+def val_acc(label: str) -> float:
+    return runs[label].last["val_acc"]  # validation accuracy after the last epoch
 
 
-lesson.record("acc_sgd", acc("SGD"), min=0.6 if full else 0.2, chance=chance)
-lesson.record("acc_momentum", acc("SGD + momentum"), min=0.8 if full else 0.5, chance=chance)
-lesson.record("acc_adam", acc("Adam"), min=0.83 if full else 0.6, chance=chance)
-lesson.record("acc_adamw", acc("AdamW"), min=0.83 if full else 0.6, chance=chance)
-lesson.record("momentum_minus_sgd", acc("SGD + momentum") - acc("SGD"), min=0.05)
-lesson.record("adam_minus_sgd", acc("Adam") - acc("SGD"), min=0.05)
+def test_acc(label: str) -> float:
+    return test_scores[label]["acc"]  # the final model's test accuracy, measured once
+
+
+lesson.record("test_acc_sgd", test_acc("SGD"), min=0.6 if full else 0.2, chance=chance)
+lesson.record("test_acc_momentum", test_acc("SGD + momentum"), min=0.8 if full else 0.5, chance=chance)
+lesson.record("test_acc_adam", test_acc("Adam"), min=0.83 if full else 0.6, chance=chance)
+lesson.record("test_acc_adamw", test_acc("AdamW"), min=0.83 if full else 0.6, chance=chance)
+lesson.record("val_acc_momentum_minus_sgd", val_acc("SGD + momentum") - val_acc("SGD"), min=0.05)
+lesson.record("val_acc_adam_minus_sgd", val_acc("Adam") - val_acc("SGD"), min=0.05)
 
 # %% [markdown]
 # What to notice: at the same `lr` and number of steps, momentum ends far below plain SGD's loss,
 # since its steps are about ten times longer. Adam gets further still at a tenth of that `lr`, with no
-# tuning. AdamW's curve hides under Adam's: its default decay (0.01) is too weak to matter in a few
-# epochs. Plain SGD is not wrong, only slow at this `lr`.
+# tuning. AdamW's dashed curve lies on Adam's pale band: its default decay (0.01) is too weak to matter
+# in a few epochs. Plain SGD is not wrong, only slow at this `lr`.
 #
 # ## Learning-rate schedules
 #
@@ -239,21 +264,21 @@ for label in ("OneCycleLR", "warmup + cosine"):
     runs[label] = train(label, model, optimizer, scheduler=schedules[label](optimizer))
 curves = {"constant lr": runs["Adam"].column("val_acc")}
 curves |= {label: runs[label].column("val_acc") for label in ("OneCycleLR", "warmup + cosine")}
-fig = plot_curves(curves, title="Adam: constant lr vs schedules", xlabel="epoch", ylabel="test accuracy")
-lesson.savefig(fig, "schedule_test_accuracy")
-lesson.record("acc_warmup_cosine", acc("warmup + cosine"), min=0.83 if full else 0.6, chance=chance)
-lesson.record("acc_onecycle", acc("OneCycleLR"), min=0.83 if full else 0.6, chance=chance)
-schedule_gain = acc("warmup + cosine") - acc("Adam")
+fig = plot_curves(curves, title="Adam: fixed vs scheduled lr", xlabel="epoch", ylabel="validation accuracy")
+lesson.savefig(fig, "schedule_val_accuracy")
+lesson.record("test_acc_warmup_cosine", test_acc("warmup + cosine"), min=0.83 if full else 0.6, chance=chance)
+lesson.record("test_acc_onecycle", test_acc("OneCycleLR"), min=0.83 if full else 0.6, chance=chance)
+schedule_gain = val_acc("warmup + cosine") - val_acc("Adam")
 loss_ratio = runs["warmup + cosine"].last["train_loss"] / runs["Adam"].last["train_loss"]
-print(f"warmup + cosine vs constant lr: test accuracy {schedule_gain:+.3f}, train loss x{loss_ratio:.2f}")
+print(f"warmup + cosine vs constant lr: val accuracy {schedule_gain:+.3f}, train loss x{loss_ratio:.2f}")
 if full:  # quick mode is too short for a schedule to pay (see below): there it is only printed
-    lesson.record("warmup_cosine_minus_constant", schedule_gain, min=-0.015, max=0.05)
-    lesson.record("warmup_cosine_train_loss_ratio", loss_ratio, max=0.9)
+    lesson.record("val_acc_warmup_cosine_minus_constant", schedule_gain, min=-0.015, max=0.05)
+    lesson.record("warmup_cosine_train_loss_ratio", loss_ratio, max=0.95)
 
 # %% [markdown]
 # What to notice: with a schedule the last epochs take small steps, so the weights settle into a
 # minimum instead of bouncing around it: the last epoch's training loss is lower than with a constant
-# `lr`, and the test accuracy stops jumping from epoch to epoch. On a run this short the final
+# `lr`, and the validation accuracy stops jumping from epoch to epoch. On a run this short the final
 # accuracy ends about level with the constant `lr`; the gain grows with longer training. (Quick mode
 # is too short for this: there the warmup and the lower average `lr` only slow it down.)
 #
@@ -276,10 +301,10 @@ for label in ("SGD + momentum", "Adam"):  # the same optimisers as above, which 
     model = make_mlp()
     optimizer = optimizers[label](model.parameters())
     runs[f"MSE, {label}"] = train(f"MSE, {label}", model, optimizer, loss_fn=mse_on_probabilities)
-lesson.record("acc_mse", acc("MSE, SGD + momentum"), min=0.7 if full else 0.2, chance=chance)
-lesson.record("ce_minus_mse", acc("SGD + momentum") - acc("MSE, SGD + momentum"), min=0.02)
-lesson.record("acc_mse_adam", acc("MSE, Adam"), min=0.8 if full else 0.5, chance=chance)
-lesson.record("ce_minus_mse_adam", acc("Adam") - acc("MSE, Adam"), min=-0.05, max=0.05)  # close
+lesson.record("test_acc_mse", test_acc("MSE, SGD + momentum"), min=0.7 if full else 0.2, chance=chance)
+lesson.record("val_acc_ce_minus_mse", val_acc("SGD + momentum") - val_acc("MSE, SGD + momentum"), min=0.02)
+lesson.record("test_acc_mse_adam", test_acc("MSE, Adam"), min=0.8 if full else 0.5, chance=chance)
+lesson.record("val_acc_ce_minus_mse_adam", val_acc("Adam") - val_acc("MSE, Adam"), min=-0.05, max=0.05)
 
 # %% [markdown]
 # What to notice: with SGD + momentum, whose step is proportional to the gradient, cross-entropy is
@@ -292,8 +317,8 @@ lesson.record("ce_minus_mse_adam", acc("Adam") - acc("MSE, Adam"), min=-0.05, ma
 # ## Regularisation: on a training set small enough to overfit
 #
 # With only `num_small` examples and many epochs, the baseline learns its training set by heart. The
-# **gap** between its accuracy on training and test data, and its rising test loss, show the
-# overfitting. Each variant changes one thing: dropout, batch norm, or AdamW weight decay (the
+# **gap** between its accuracy on training and validation data, and its rising validation loss, show
+# the overfitting. Each variant changes one thing: dropout, batch norm, or AdamW weight decay (the
 # baseline is AdamW with `weight_decay=0`, which is Adam). The decay is far above the default because
 # what shrinks the weights is `lr * weight_decay` per step: 0.002 here, over 800 steps. Both
 # accuracies are measured the same way, in eval mode.
@@ -305,43 +330,45 @@ variants = {
     "batch norm": (make_mlp(batch_norm=True), 0.0),
     "weight decay": (make_mlp(), cfg.weight_decay),
 }
-test_losses, train_loss, gap, test_acc = {}, {}, {}, {}
+val_losses, train_loss, gap = {}, {}, {}
 for label, (model, weight_decay) in variants.items():
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr_adam, weight_decay=weight_decay)
     history = train(label, model, optimizer, data="small", num_epochs=cfg.num_epochs_small)
-    test_losses[label], train_loss[label] = history.column("val_loss"), history.last["train_loss"]
+    val_losses[label], train_loss[label] = history.column("val_loss"), history.last["train_loss"]
     train_acc = evaluate(model, F.cross_entropy, loaders["small_eval"], device)["acc"]
-    test_acc[label] = evaluate(model, F.cross_entropy, loaders["test"], device)["acc"]
-    gap[label] = train_acc - test_acc[label]
-    print(f"{'':<20} train acc {train_acc:.4f}  gap {gap[label]:.4f}  test loss {test_losses[label][-1]:.4f}")
-fig = plot_curves(test_losses, title=f"{len(small):,} training examples", xlabel="epoch", ylabel="test loss")
-lesson.savefig(fig, "regularization_test_loss")
+    gap[label] = train_acc - history.last["val_acc"]
+    print(f"{'':<20} train acc {train_acc:.4f}  gap {gap[label]:.4f}  val loss {val_losses[label][-1]:.4f}")
+fig = plot_curves(
+    val_losses, title=f"{len(small):,} training examples", xlabel="epoch", ylabel="validation loss"
+)
+lesson.savefig(fig, "regularization_val_loss")
 
 # %% [markdown]
-# What to notice: in full mode the baseline's test loss falls, bottoms out after about ten epochs and
-# climbs again while its training loss keeps falling: overfitting, even though its test accuracy
-# barely moves. Dropout and weight decay hold the test loss near its minimum, well below the
-# baseline's at the end (the ratios printed above). Dropout also shrinks the accuracy gap; weight
-# decay at this strength makes the model less over-confident more than it makes it right more often.
-# Batch norm is an optimisation aid first: it fits the training set much faster (a far lower training
-# loss) and so overfits sooner, not less. (In quick mode the runs are too short and small for the
-# effects of dropout and weight decay to be reliable: they are printed, not checked.)
+# What to notice: in full mode the baseline's validation loss falls, bottoms out after about ten epochs
+# and climbs again while its training loss keeps falling: overfitting, even though its validation
+# accuracy barely moves. Dropout and weight decay hold the validation loss near its minimum, well below
+# the baseline's at the end (the ratios printed below; the test set, scored once, agrees). Dropout also
+# shrinks the accuracy gap; weight decay at this strength makes the model less over-confident more than
+# it makes it right more often. Batch norm is an optimisation aid first: it fits the training set much
+# faster (a far lower training loss) and so overfits sooner, not less. (In quick mode the runs are too
+# short and small for the effects of dropout and weight decay to be reliable: printed, not checked.)
 #
 # ## What you measured
 
 # %%
 for label in variants:
-    lesson.record(
-        f"test_acc_{label.replace(' ', '_')}", test_acc[label], min=0.7 if full else 0.4, chance=chance
-    )
-lesson.record("gap_baseline", gap["baseline"], min=0.1 if full else 0.03)  # the baseline overfits
+    key = f"test_acc_{label.replace(' ', '_')}"
+    lesson.record(key, test_scores[label]["acc"], min=0.7 if full else 0.4, chance=chance)
+lesson.record("val_gap_baseline", gap["baseline"], min=0.1 if full else 0.03)  # the baseline overfits
 lesson.record("batch_norm_train_loss_ratio", train_loss["batch norm"] / train_loss["baseline"], max=0.5)
-test_loss_ratio = {label: losses[-1] / test_losses["baseline"][-1] for label, losses in test_losses.items()}
-print("test loss / baseline's:", {k: round(v, 3) for k, v in test_loss_ratio.items()})
+val_loss_ratio = {label: losses[-1] / val_losses["baseline"][-1] for label, losses in val_losses.items()}
+test_loss_ratio = {label: test_scores[label]["loss"] / test_scores["baseline"]["loss"] for label in variants}
+print("validation loss / baseline's:", {k: round(v, 3) for k, v in val_loss_ratio.items()})
+print("test loss / baseline's (final models):", {k: round(v, 3) for k, v in test_loss_ratio.items()})
 if full:  # quick mode's runs are too short and small for these effects to be reliable: printed only
-    lesson.record("dropout_gap_reduction", gap["baseline"] - gap["dropout"], min=0.02)
-    lesson.record("dropout_test_loss_ratio", test_loss_ratio["dropout"], max=0.9)
-    lesson.record("weight_decay_test_loss_ratio", test_loss_ratio["weight decay"], max=0.9)
+    lesson.record("dropout_val_gap_reduction", gap["baseline"] - gap["dropout"], min=0.02)
+    lesson.record("dropout_val_loss_ratio", val_loss_ratio["dropout"], max=0.9)
+    lesson.record("weight_decay_val_loss_ratio", val_loss_ratio["weight decay"], max=0.9)
 lesson.finish()
 
 # %% [markdown]
