@@ -369,7 +369,6 @@ lesson.savefig(image_grid(test_data.x[wrong], labels), "misclassified")
 # the last percent of accuracy is partly noise in the labels.
 #
 # ## What you measured
-#
 # Our unfold-based convolution and max pooling equal PyTorch's (float64, several strides and
 # paddings) and the output-size formula every shape; the receptive fields (22 pixels for the CNN, 9
 # for four 3x3 convs) by formula and by gradient; the parameters of a conv and of a dense layer; the

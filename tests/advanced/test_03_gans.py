@@ -3,6 +3,7 @@ inputs, spectral normalisation, and one training step of each player."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from conftest import ROOT, load_definitions, outcome, run_lesson
 
+from dlkit.generative import embed, gaussian_stats, make_feature_net
 from dlkit.lesson import outcome_problems
 
 LESSON = "advanced/03_gans.py"
@@ -29,7 +31,7 @@ def test_quick_run_passes_with_ranges_that_can_fail(result):
     assert result["quick"] and result["finished"]
     assert all(o["passed"] for o in result["outcomes"].values()), result["outcomes"]
     assert outcome_problems(result) == []
-    assert {"d_loss.png", "dcgan_samples.png", "cgan_samples.png", "dcgan_vs_vae.png"} <= {
+    assert {"d_loss.png", "dcgan_samples.png", "cgan_samples.png", "dcgan_vs_vae.png", "checkpoints.png"} <= {
         Path(f).name for f in result["figures"]
     }
 
@@ -90,3 +92,31 @@ def test_quick_mode_offline_and_without_native_bf16(tmp_path, monkeypatch):
     data = run_lesson(LESSON, "--quick", tmp_path=tmp_path, no_data=True)
     assert "load_digits" in data["data"]["images"] and "no native bf16" in data["device"]
     assert all(o["passed"] for o in data["outcomes"].values()), data["outcomes"]
+
+
+def test_the_generator_kept_is_the_checkpoint_closest_to_the_held_out_images(lesson, monkeypatch):
+    torch.manual_seed(0)
+    net = make_feature_net(3)  # untrained: any fixed feature map will do
+    setup = SimpleNamespace(batch_size=8, z_dim=16, width=4, eval_every=2, num_samples=64)
+    lesson.__dict__.update(cfg=setup, device=torch.device("cpu"), amp_dtype=None, net=net, num_classes=3,
+                           x_real=torch.rand(32, 1, 8, 8) * 2 - 1, y_real=torch.arange(32) % 3,
+                           val_stats=gaussian_stats(embed(net, torch.rand(64, 1, 8, 8))[0]))  # fmt: skip
+    states, train_gan = [], lesson.train_gan
+
+    def spy(gan, **kwargs):  # the generator's weights at each checkpoint; from the third on, spoilt
+        train_gan(gan, **kwargs)
+        if len(states) >= 2:
+            with torch.no_grad():
+                gan.G.net[-2].weight.zero_()  # the last layer: every image the same, far from the data
+        states.append(copy.deepcopy(gan.G.state_dict()))
+        return gan
+
+    monkeypatch.setattr(lesson, "train_gan", spy)
+    gan = lesson.GAN(lesson.Generator(8, 16, 4, 3), lesson.Discriminator(8, 4, 3), 1e-2, 1e-2, smooth=0.9)
+    fd, step = lesson.train_and_pick(gan, steps=9, conditional=True)
+    assert gan.steps == 9 and len(gan.val_fd) == len(states) == 5  # checkpoints after 2, 4, 6, 8, 9 steps
+    best = min(range(5), key=gan.val_fd.__getitem__)
+    assert fd == gan.val_fd[best] and step == [2, 4, 6, 8, 9][best]
+    kept = gan.G.state_dict()
+    assert all(torch.equal(kept[k], states[best][k]) for k in kept)
+    assert best < 4  # not the last: G went back to an earlier checkpoint
