@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -45,7 +44,6 @@ from dlkit.train import (
     get_rank,
     get_world_size,
     is_main_process,
-    setup_distributed,
     train_loop,
 )
 from projects.recommendation_system.data import (
@@ -288,11 +286,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train per the flags; return model_info (with the validation metrics)."""
     cfg = parse(argv)
     run = run_of(cfg)
-    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # launched by torchrun
-    if distributed:
-        setup_distributed(None if cfg.device == "auto" else cfg.device)
     try:
-        device = start_training(cfg, run)
+        device = start_training(cfg, run)  # joins torchrun's process group when launched by it
         with contextlib.redirect_stdout(sys.stdout if is_main_process() else io.StringIO()):
             data = load_ratings(cfg.dataset, quick=cfg.quick)
             splits = protocol_splits(data, cfg.split, cfg.split_seed)
@@ -300,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"{len(splits.test):,} test ({cfg.split} split)")  # fmt: skip
             t0 = time.perf_counter()
             if cfg.model in ("popularity", "itemknn", "ease"):
-                if distributed:
+                if get_world_size() > 1:
                     raise UserError(f"{cfg.model} is fitted in closed form: run it without torchrun")
                 model, found = fit_baseline(cfg, data, splits, run)
             elif cfg.model == "mf":
@@ -328,8 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"run folder: {run.path}")
         return info
     finally:
-        if distributed:
-            cleanup_distributed()
+        cleanup_distributed()  # a no-op without torchrun
 
 
 def _val_metrics(

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import io
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +46,6 @@ from dlkit.train import (
     Selection,
     cleanup_distributed,
     is_main_process,
-    setup_distributed,
     train_loop,
     train_step,
 )
@@ -346,11 +344,8 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[Callback] = ()) 
     ``dlkit.train.Callback`` objects (the tests stop or sabotage a run from one)."""
     cfg = parse(argv)
     run = run_of(cfg)
-    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # launched by torchrun
-    if distributed:
-        setup_distributed(None if cfg.device == "auto" else cfg.device)
     try:
-        device = start_training(cfg, run)
+        device = start_training(cfg, run)  # joins torchrun's process group when launched by it
         with contextlib.redirect_stdout(sys.stdout if is_main_process() else io.StringIO()):
             text = choose_text(cfg.quick, cfg.text_file)  # prints which text it chose: once
         data = load_char_data(text, max_chars=cfg.max_chars, text_file=cfg.text_file)
@@ -370,8 +365,7 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[Callback] = ()) 
             print(f"run folder: {run.path}")
         return info
     finally:
-        if distributed:
-            cleanup_distributed()
+        cleanup_distributed()  # a no-op without torchrun
 
 
 if __name__ == "__main__":
