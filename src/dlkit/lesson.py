@@ -54,6 +54,7 @@ import torch
 from dlkit.config import config_to_dict, parse_config, save_config
 from dlkit.device import describe_device, get_device, seed_everything
 from dlkit.errors import UserError, format_error, install_excepthook
+from dlkit.progress import in_notebook
 from dlkit.runs import atomic_write, runs_root
 
 __all__ = [
@@ -135,11 +136,6 @@ class LessonConfig:
 
 
 C = TypeVar("C", bound=LessonConfig)
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel, where figures display inline and argv belongs to the kernel."""
-    return "ipykernel" in sys.modules
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -26,7 +26,9 @@ __all__ = [
 def _plt() -> Any:
     import matplotlib
 
-    if not os.environ.get("DISPLAY") and "ipykernel" not in __import__("sys").modules:
+    from dlkit.progress import in_notebook
+
+    if not os.environ.get("DISPLAY") and not in_notebook():
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

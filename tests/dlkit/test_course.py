@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -119,14 +120,23 @@ def test_progress_bar_does_not_change_the_data_order(monkeypatch):
         assert torch.equal(torch.cat([x for (x,) in progress(loader, desc="test")]), plain)
 
 
-def test_run_subcommand_dispatches_lists_and_rejects(capsys) -> None:
-    from dlkit.cli import run_subcommand
+def test_an_imported_ipykernel_is_not_a_notebook(tmp_path, monkeypatch):
+    """A library or a test may import ipykernel in a plain process: a failed lesson still exits
+    non-zero and progress bars stay text bars (a notebook bar needs a kernel and ipywidgets)."""
+    import types
 
-    commands = {"doctor": "what the machine has", "course": "run the lessons"}
-    assert run_subcommand("dlkit", commands, [], "usage line") == 0
-    assert "doctor" in capsys.readouterr().out
-    assert run_subcommand("dlkit", commands, ["nope"], "usage line") == 2
-    assert "unknown command 'nope'" in capsys.readouterr().err
+    from dlkit.progress import in_notebook, progress
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert not in_notebook()
+    monkeypatch.setenv("DLKIT_PROGRESS", "1")
+    assert list(progress(range(3), desc="test")) == [0, 1, 2]
+    monkeypatch.setenv("DLKIT_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("DLKIT_OUTCOMES", str(tmp_path / "out.json"))
+    lesson = Lesson("demo/lesson", argv=[])
+    lesson.record("loss", 2.0, max=1.0)
+    with pytest.raises(SystemExit):
+        lesson.finish()
 
 
 def test_an_expected_error_is_one_line_recorded_and_shown_by_the_course(tmp_path):
