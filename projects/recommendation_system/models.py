@@ -133,16 +133,19 @@ class BiasedMF(nn.Module):
     batch touched (the per-example regularisation of Funk's SGD), which :func:`mf_loss` adds.
     """
 
-    def __init__(self, num_users: int, num_items: int, dim: int = 50, l2: float = 0.05) -> None:
+    def __init__(
+        self, num_users: int, num_items: int, dim: int = 50, l2: float = 0.05, bias_l2: float | None = None
+    ) -> None:
         super().__init__()
         self.l2 = l2
+        self.bias_l2 = l2 if bias_l2 is None else bias_l2  # biases: one number per row, less to overfit
         self.user = nn.Embedding(num_users, dim)
         self.item = nn.Embedding(num_items, dim)
         self.user_bias = nn.Embedding(num_users, 1)
         self.item_bias = nn.Embedding(num_items, 1)
         self.register_buffer("mean", torch.tensor(3.5))
         for table in (self.user, self.item):
-            nn.init.normal_(table.weight, std=0.1)
+            nn.init.normal_(table.weight, std=0.01)
         for table in (self.user_bias, self.item_bias):
             nn.init.zeros_(table.weight)
 
@@ -153,13 +156,9 @@ class BiasedMF(nn.Module):
 
     def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         users, items = pairs[:, 0], pairs[:, 1]
-        penalty = (
-            self.user(users).pow(2).sum(-1)
-            + self.item(items).pow(2).sum(-1)
-            + self.user_bias(users).squeeze(-1).pow(2)
-            + self.item_bias(items).squeeze(-1).pow(2)
-        ).mean()
-        return self.predict(users, items), self.l2 * penalty
+        factors = self.user(users).pow(2).sum(-1) + self.item(items).pow(2).sum(-1)
+        biases = self.user_bias(users).squeeze(-1).pow(2) + self.item_bias(items).squeeze(-1).pow(2)
+        return self.predict(users, items), (self.l2 * factors + self.bias_l2 * biases).mean()
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """(B, I) predicted stars of every item for ``users`` (for ranking by predicted rating)."""

@@ -93,6 +93,9 @@ class TrainConfig(ProjectTrainConfig):
     # The PyTorch models (mf, ranker).
     dim: int = flag(64, help="embedding width", min=1)
     l2: float = flag(0.0, help="L2 weight on the rows a batch touches", min=0)
+    bias_l2: float = flag(-1.0, help="mf: L2 weight on the biases (-1: the same as --l2)", min=-1)
+    lr_decay: float = flag(1.0, help="mf: the learning rate is multiplied by this after every epoch",
+                           above=0, max=1)  # fmt: skip
     neighbourhood: int = flag(200, help="ranker: items each rated item votes for (its most co-rated)", min=1)
     start: str = flag(
         "cosine",
@@ -118,7 +121,8 @@ QUICK: dict[str, Any] = {"num_epochs": 6.0, "lambdas": (10.0, 30.0), "neighbours
 
 RECIPES: dict[str, dict[str, Any]] = {
     # Chosen on the validation split of movielens_small (README.md): never on test.
-    "mf": {"dim": 64, "l2": 0.1, "lr": 5e-3, "batch_size": 256, "num_epochs": 10.0},
+    "mf": {"dim": 64, "l2": 0.1, "bias_l2": 0.01, "lr": 5e-3, "lr_decay": 0.7, "batch_size": 256,
+           "num_epochs": 12.0},  # fmt: skip
     "ranker": {},
 }
 
@@ -204,7 +208,8 @@ def fit_mf(
     cfg: TrainConfig, data: RatingsData, splits: ProtocolSplits, device: torch.device, run: RunFolder
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Biased MF on (user, item) -> stars of train minus validation; keep the best validation RMSE."""
-    kwargs = {"num_users": data.num_users, "num_items": data.num_items, "dim": cfg.dim, "l2": cfg.l2}
+    kwargs = {"num_users": data.num_users, "num_items": data.num_items, "dim": cfg.dim, "l2": cfg.l2,
+              "bias_l2": cfg.l2 if cfg.bias_l2 < 0 else cfg.bias_l2}  # fmt: skip
     model = BiasedMF(**kwargs)
     fit = torch.from_numpy(splits.fit)
     model.mean.fill_(float(data.rating[fit].mean()))
@@ -228,7 +233,7 @@ def fit_mf(
     state = train_loop(
         model, optimizer, batches, loss_fn=mf_loss, device=device,
         budget=Budget(epochs=cfg.num_epochs, seconds=cfg.time_budget or None),
-        evaluation=Evaluation(validate),
+        evaluation=Evaluation(validate), schedule=lambda step, used: cfg.lr_decay ** (step // len(batches)),
         selection=Selection("val_rmse", "min", keep_best=True, patience=cfg.patience or None), run=run,
         resume=cfg.resume, config=cfg,
     )  # fmt: skip
