@@ -121,8 +121,15 @@ QUICK: dict[str, Any] = {"num_epochs": 6.0, "lambdas": (10.0, 30.0), "neighbours
 
 RECIPES: dict[str, dict[str, Any]] = {
     # Chosen on the validation split of movielens_small (README.md): never on test.
-    "mf": {"dim": 64, "l2": 0.1, "bias_l2": 0.01, "lr": 5e-3, "lr_decay": 0.7, "batch_size": 256,
-           "num_epochs": 12.0},  # fmt: skip
+    "mf": {
+        "dim": 64,
+        "l2": 0.1,
+        "bias_l2": 0.01,
+        "lr": 5e-3,
+        "lr_decay": 0.7,
+        "batch_size": 256,
+        "num_epochs": 12.0,
+    },  # fmt: skip
     "ranker": {},
 }
 
