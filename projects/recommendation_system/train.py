@@ -129,7 +129,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr_decay": 0.7,
         "batch_size": 256,
         "num_epochs": 12.0,
-    },  # fmt: skip
+    },
     "ranker": {},
 }
 

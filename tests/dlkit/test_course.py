@@ -129,6 +129,14 @@ def test_an_imported_ipykernel_is_not_a_notebook(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
     assert not in_notebook()
+    # What a running kernel looks like to IPython: a shell whose config names the kernel app.
+    kernel_shell = types.SimpleNamespace(config={"IPKernelApp": {}})
+    fake_ipython = types.ModuleType("IPython")
+    fake_ipython.get_ipython = lambda: kernel_shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
+    assert in_notebook()
+    fake_ipython.get_ipython = lambda: types.SimpleNamespace(config={})  # type: ignore[attr-defined]
+    assert not in_notebook()  # IPython in a terminal is not a notebook either
     monkeypatch.setenv("DLKIT_PROGRESS", "1")
     assert list(progress(range(3), desc="test")) == [0, 1, 2]
     monkeypatch.setenv("DLKIT_RUNS", str(tmp_path / "runs"))

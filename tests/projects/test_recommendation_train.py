@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 
@@ -16,7 +17,7 @@ if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
 from projects.recommendation_system import evaluate, train
 from projects.recommendation_system.__main__ import main as cli
 from projects.recommendation_system.data import histories, synthetic_ratings
-from projects.recommendation_system.models import Ranker, RankerBatches, ranker_loss
+from projects.recommendation_system.models import BiasedMF, Ranker, RankerBatches, ranker_loss
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +129,28 @@ def test_the_ranker_can_start_from_a_dense_item_item_model():
     x = torch.tensor([[5.0, 0.0, 3.0, 0.0], [0.0, 1.0, 0.0, 4.5]])
     expected = (x > 0).float() @ (dense - torch.diag(dense.diagonal()))
     assert torch.allclose(full(x).detach(), expected, atol=1e-6)
+
+
+def test_mf_penalises_biases_and_factors_with_their_own_weights():
+    torch.manual_seed(0)
+    mf = BiasedMF(4, 5, dim=3, l2=0.1, bias_l2=0.01)
+    for table in (mf.user_bias, mf.item_bias):
+        torch.nn.init.normal_(table.weight)
+    pairs = torch.tensor([[0, 1], [3, 4], [0, 4]])
+    _, penalty = mf(pairs)
+    u, i = pairs[:, 0], pairs[:, 1]
+    factors = mf.user.weight[u].pow(2).sum(1) + mf.item.weight[i].pow(2).sum(1)
+    biases = mf.user_bias.weight[u, 0] ** 2 + mf.item_bias.weight[i, 0] ** 2
+    assert penalty.item() == pytest.approx((0.1 * factors + 0.01 * biases).mean().item(), rel=1e-6)
+    assert BiasedMF(4, 5, l2=0.1).bias_l2 == 0.1  # without bias_l2: the same weight as the factors
+
+
+def test_mf_learning_rate_decays_once_per_epoch(tmp_path):
+    cfg = train.parse(["--quick", "--model", "mf", "--num-epochs", "3", "--lr-decay", "0.5",
+                       "--runs-dir", str(tmp_path)])  # fmt: skip
+    run = train.run_of(cfg)
+    train.main(
+        ["--quick", "--model", "mf", "--num-epochs", "3", "--lr-decay", "0.5", "--runs-dir", str(tmp_path)]
+    )
+    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([cfg.lr, cfg.lr / 2, cfg.lr / 4])
