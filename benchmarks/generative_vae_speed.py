@@ -15,7 +15,8 @@ Adam). What is not: loading the data, and the evaluations. The test loss is meas
 on the 10,000 test images with one sampled z per image (as the example's test() does; seeded), and the
 importance-weighted bound (Burda et al. 2016) with k samples on --iwae-images of them. Both models train
 on all 60,000 training images, as the example does. The anchor runs in float32 as the example does; the
-conv VAE uses bf16 autocast where dlkit.device says it pays (--amp to choose).
+conv VAE uses bf16 autocast where dlkit.device says it pays (--amp to choose), and a cosine learning rate
+after a linear warm-up of --conv-warmup steps (1,500: chosen on held-out training images, advanced/README.md).
 
 --clock cpu measures the budget in this process's CPU time (time.process_time) instead of wall time:
 on a machine shared with other jobs, one thread's CPU time is what the same run takes on a machine
@@ -46,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=BUDGET, help="training budget of the conv VAE")
     p.add_argument("--anchor-epochs", type=int, default=10, help="epochs of pytorch/examples' VAE")
     p.add_argument("--conv-lr", type=float, default=3e-3, help="peak learning rate (cosine to 0)")
+    p.add_argument("--conv-warmup", type=int, default=1500, help="steps of linear lr warm-up (0: none)")
     p.add_argument("--latent-dim", type=int, default=20)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--hidden", type=int, default=512)
@@ -109,10 +111,11 @@ def main() -> None:
             model = ConvVAE(28, latent_dim=args.latent_dim, width=args.width, hidden=args.hidden).to(device)
             amp = {"auto": None, "on": True, "off": False}[args.amp]
             info = train_vae(model, x_train, device=device, time_budget=args.seconds, lr=args.conv_lr,
-                             batch_size=args.batch_size, cosine=True, amp=amp, clock=clock)  # fmt: skip
+                             batch_size=args.batch_size, cosine=True, warmup_steps=args.conv_warmup, amp=amp,
+                             clock=clock)  # fmt: skip
             dtype = resolve_amp_dtype(amp, device)
             label = (f"conv VAE (latent {args.latent_dim}, width {args.width}, hidden {args.hidden}, "
-                     f"lr {args.conv_lr:g}, batch {args.batch_size}, "
+                     f"lr {args.conv_lr:g}, warm-up {args.conv_warmup}, batch {args.batch_size}, "
                      f"{'bf16 autocast' if dtype else 'float32'}, {args.clock} clock)")  # fmt: skip
             rows.append(report(label, model, info, x_test, args))
         else:

@@ -185,6 +185,7 @@ def train_vae(
     lr: float = 1e-3,
     batch_size: int = 128,
     cosine: bool = False,
+    warmup_steps: int = 0,
     amp: bool | None = None,
     log: Callable[[str], None] | None = print,
     clock: Callable[[], float] = time.perf_counter,
@@ -192,7 +193,9 @@ def train_vae(
     """Train a VAE on images ``x`` with Adam for ``num_epochs`` or ``time_budget`` seconds of training.
 
     ``cosine=True`` decays the learning rate to 0 along a cosine over the run (over the time budget
-    when one is given). ``amp``: as in ``dlkit.train.fit`` (None: bf16 autocast where it pays); the
+    when one is given). ``warmup_steps`` > 0 also ramps it up linearly over the first steps (times
+    (step + 1) / warmup_steps): Adam's first steps at a high peak leave the conv VAE worse for good
+    (see advanced/README.md). ``amp``: as in ``dlkit.train.fit`` (None: bf16 autocast where it pays); the
     loss is summed in float32. Returns {"epochs", "steps", "seconds", "train_loss"} (loss per image,
     mean over the last epoch). The order of batches draws from torch's global generator. ``clock``
     measures the budget and "seconds": wall time by default; ``time.process_time`` counts this
@@ -212,10 +215,13 @@ def train_vae(
             elapsed = seconds + clock() - start
             if time_budget is not None and elapsed >= time_budget:
                 break
-            if cosine:
-                done = elapsed / time_budget if time_budget else steps / (num_epochs * steps_per_epoch)  # type: ignore[operator]
+            if cosine or warmup_steps:
+                factor = min(1.0, (steps + 1) / warmup_steps) if warmup_steps else 1.0
+                if cosine:
+                    done = elapsed / time_budget if time_budget else steps / (num_epochs * steps_per_epoch)  # type: ignore[operator]
+                    factor *= 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
                 for group in optimizer.param_groups:
-                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+                    group["lr"] = lr * factor
             xb = x[order[i * batch_size : (i + 1) * batch_size]].to(device, non_blocking=True)
             with autocast(device, amp_dtype):
                 logits, mu, logvar = model(xb)

@@ -183,6 +183,30 @@ def test_train_vae_lowers_the_test_loss_and_repeats_under_a_seed():
     assert budget["seconds"] < 2.0 and budget["steps"] >= 1
 
 
+def test_train_vae_warms_the_learning_rate_up_then_follows_the_cosine(monkeypatch):
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    x = torch.rand(64, 1, 8, 8).round()
+    cpu = torch.device("cpu")
+    train_vae(ConvVAE(8, 4, 8, 32), x, device=cpu, num_epochs=5, lr=1e-2, batch_size=8, cosine=True,
+              warmup_steps=4, log=None)  # fmt: skip
+    total = 5 * 8
+    cosine = [0.5 * (1 + math.cos(math.pi * s / total)) for s in range(total)]
+    expected = [1e-2 * min(1.0, (s + 1) / 4) * c for s, c in enumerate(cosine)]
+    assert seen == pytest.approx(expected)
+    assert seen[0] == pytest.approx(2.5e-3 * cosine[0]) and max(seen) == pytest.approx(1e-2 * cosine[3])
+    seen.clear()  # without the cosine: the ramp, then the peak
+    train_vae(ConvVAE(8, 4, 8, 32), x, device=cpu, num_epochs=1, lr=1e-2, batch_size=8, warmup_steps=4,
+              log=None)  # fmt: skip
+    assert seen == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2, 1e-2, 1e-2])
+
+
 def test_feature_net_is_trained_once_then_reloaded(tmp_path):
     from dlkit.data import load_dataset
 
