@@ -358,8 +358,7 @@ fd = {k: q.frechet for k, q in quality.items()}
 lesson.record("floor_vs_noise_fd_ratio", fd["floor: train images"] / fd["ceiling: uniform noise"], max=0.05)
 if full:
     lesson.record("dcgan_vs_noise_fd_ratio", fd["DCGAN"] / fd["ceiling: uniform noise"], max=0.5)
-    # the issue's claim, below the VAE's: lesson 02's VAE with its warm-up comes within 7% (README.md)
-    lesson.record("dcgan_vs_vae_fd_ratio", fd["DCGAN"] / fd[vae_name], max=1.0)
+    lesson.record("dcgan_vs_vae_fd_ratio", fd["DCGAN"] / fd[vae_name], max=0.97)  # below: see README.md
     lesson.record("dcgan_min_class_share", quality["DCGAN"].shares.min(), min=0.05, chance=0)
     # far above noise's 0.001, though below the VAE's: precision falls as the samples spread (recall)
     lesson.record("dcgan_precision", quality["DCGAN"].precision, min=0.25, chance=0)
