@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ httpx = pytest.importorskip("httpx")
 
 from test_text_generator_serve import make_release  # noqa: E402
 
-from projects.text_generator.serve import ServeConfig, build_app  # noqa: E402
+from projects.text_generator.serve import GenerationService, ServeConfig, build_app  # noqa: E402
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -36,8 +37,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     release = make_release(tmp_path_factory.mktemp("release"))
-    with running_server(build_app(ServeConfig(release=str(release), device="cpu"))) as url:
-        yield url
+    # The test release samples a character in microseconds, a real one in milliseconds: on a busy machine
+    # the browser could read all 150 characters in one piece, and "it arrives in pieces" would be a race.
+    # Paced like a real model (5 ms a character), the page's progressive display is what is tested.
+    unpaced = GenerationService.stream
+
+    def paced(self: GenerationService, settings: dict) -> Iterator[str]:
+        for char in unpaced(self, settings):
+            time.sleep(0.005)
+            yield char
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GenerationService, "stream", paced)
+        with running_server(build_app(ServeConfig(release=str(release), device="cpu"))) as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
