@@ -146,11 +146,9 @@ def test_mf_penalises_biases_and_factors_with_their_own_weights():
 
 
 def test_mf_learning_rate_decays_once_per_epoch(tmp_path):
-    cfg = train.parse(["--quick", "--model", "mf", "--num-epochs", "3", "--lr-decay", "0.5",
-                       "--runs-dir", str(tmp_path)])  # fmt: skip
+    argv = ["--quick", "--model", "mf", "--num-epochs", "3", "--lr-decay", "0.5", "--runs-dir", str(tmp_path)]
+    cfg = train.parse(argv)
     run = train.run_of(cfg)
-    train.main(
-        ["--quick", "--model", "mf", "--num-epochs", "3", "--lr-decay", "0.5", "--runs-dir", str(tmp_path)]
-    )
+    train.main(argv)
     rows = list(csv.DictReader((run.path / "metrics.csv").open()))
     assert [float(r["lr"]) for r in rows] == pytest.approx([cfg.lr, cfg.lr / 2, cfg.lr / 4])
