@@ -5,8 +5,8 @@
     python -m projects.recommendation_system evaluate --run-dir ... --split val
 
 The test part is scored with the model's input = each user's whole training history and the rules of
-:mod:`.data` (candidates: items seen in training minus the user's own); a biased MF run also gets its
-RMSE in stars on the held-out ratings (predictions clipped to 0.5-5). The result is printed and
+:mod:`.data` (candidates: items seen in training minus the user's own); a biased MF run (mf, bmf) also
+gets its RMSE in stars on the held-out ratings (predictions clipped to 0.5-5). The result is printed and
 written to ``<run-dir>/<split>_metrics.json`` (export copies it into the release's model.json).
 """
 
@@ -29,7 +29,7 @@ from projects.recommendation_system.data import (
     ranking_task,
     rmse,
 )
-from projects.recommendation_system.models import BiasedMF, build_model
+from projects.recommendation_system.models import BayesianMF, BiasedMF, build_model
 
 __all__ = ["main", "score_run"]
 
@@ -44,13 +44,13 @@ def score_run(
     data = load_ratings(config["dataset"], quick=config["quick"])
     splits = protocol_splits(data, config["split"], config.get("split_seed", 0))
     history, heldout = (splits.fit, splits.val) if split == "val" else (splits.train, splits.test)
-    if split == "val" and info["model"] in ("popularity", "itemknn", "ease"):
-        print("note: this baseline was refitted on all of train, validation included: use --split test, or "
+    if split == "val" and info["model"] in ("popularity", "itemknn", "ease", "bmf"):
+        print("note: this model was refitted on all of train, validation included: use --split test, or "
               "the val_metrics.json train wrote (its candidate's validation scores)")  # fmt: skip
     task = ranking_task(data, history, heldout, split)
     dev = next(iter(model.buffers()), torch.empty(0)).device
     t0 = time.perf_counter()
-    if isinstance(model, BiasedMF):
+    if isinstance(model, (BiasedMF, BayesianMF)):
         users = iter(task.users.split(batch_size))
         metrics = evaluate_ranking(lambda x: model.scores(next(users).to(dev)), task, config["k"], batch_size)
         metrics = {

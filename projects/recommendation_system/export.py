@@ -35,7 +35,7 @@ __all__ = ["main", "write_release"]
 
 def write_release(cfg: project.ExportConfig, run: RunFolder, staging: Path) -> dict[str, Any]:
     scorer, info = load_trained(run.path, build_model)
-    if info["model"] == "mf":
+    if info["model"] in ("mf", "bmf"):
         raise UserError(
             "biased MF predicts stars and cannot score new users: export a ranking model instead "
             "(train --model ranker, ease, itemknn or popularity)"

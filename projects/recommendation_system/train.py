@@ -3,6 +3,7 @@
     python -m projects.recommendation_system train --model ranker           # the PyTorch ranking model
     python -m projects.recommendation_system train --model ease             # lambda chosen on validation
     python -m projects.recommendation_system train --model mf               # biased MF, for RMSE
+    python -m projects.recommendation_system train --model bmf              # the same, Bayesian (Gibbs)
     python -m projects.recommendation_system train --model itemknn --split time
     python -m projects.recommendation_system train --quick                  # seconds, synthetic data, offline
     torchrun --nproc_per_node 2 -m projects.recommendation_system train --model ranker --quick   # DDP
@@ -10,7 +11,9 @@
 Model selection never sees the test part (see :mod:`.data`): the baselines' hyperparameter (EASE's
 lambda, item-kNN's k) is the one with the best validation NDCG, then the model is fitted again on the
 whole training part; the PyTorch models train on the training part minus validation with
-``dlkit.train.train_loop``, an evaluation on the validation users every epoch, and keep-best. The run
+``dlkit.train.train_loop``, an evaluation on the validation users every epoch, and keep-best; the
+Gibbs sampler of ``bmf`` runs on the training part minus validation (the validation RMSE of its
+posterior mean, every 10 sweeps), then again on the whole training part for the model. The run
 folder holds config.json, metrics.csv (one row per candidate or evaluation), checkpoint.pt,
 model_info.json and val_metrics.json; ``evaluate --split test`` scores it once on the test part.
 """
@@ -28,10 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlkit.checkpoint import save_checkpoint
+from dlkit.checkpoint import load_checkpoint, save_checkpoint
 from dlkit.config import config_to_dict, flag
 from dlkit.data import RatingsData
 from dlkit.errors import UserError
+from dlkit.progress import progress
 from dlkit.project import TrainConfig as ProjectTrainConfig
 from dlkit.project import parse_train_config, start_training
 from dlkit.runs import RunFolder, write_json
@@ -61,7 +65,9 @@ from projects.recommendation_system.data import (
 from projects.recommendation_system.models import (
     EASE,
     MODELS,
+    BayesianMF,
     BiasedMF,
+    GibbsChain,
     ItemKNN,
     Popularity,
     Ranker,
@@ -109,6 +115,8 @@ class TrainConfig(ProjectTrainConfig):
         0.0, help="ranker: share of a user's ratings hidden from the input", min=0, max=0.95
     )
     negatives: int = flag(2048, help="ranker: unrated items sampled on the device per step (0: all)", min=0)
+    sweeps: int = flag(300, help="bmf: Gibbs sweeps (on train minus validation, then on train)", min=1)
+    burn_in: int = flag(10, help="bmf: the first sweeps, left out of the posterior mean", min=0)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = flag(64, help="users (ranker) or ratings (mf) per step, all processes together", min=1)
@@ -117,7 +125,8 @@ class TrainConfig(ProjectTrainConfig):
     patience: int = flag(0, help="stop after this many evaluations without a better one (0: never)", min=0)
 
 
-QUICK: dict[str, Any] = {"num_epochs": 6.0, "lambdas": (10.0, 30.0), "neighbours": (20,), "dim": 16}
+QUICK: dict[str, Any] = {"num_epochs": 6.0, "lambdas": (10.0, 30.0), "neighbours": (20,), "dim": 16,
+                         "sweeps": 30}  # fmt: skip
 
 RECIPES: dict[str, dict[str, Any]] = {
     # Chosen on the validation split of movielens_small (README.md): never on test.
@@ -130,6 +139,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "batch_size": 256,
         "num_epochs": 12.0,
     },
+    "bmf": {"dim": 10, "sweeps": 300, "burn_in": 10},
     "ranker": {},
 }
 
@@ -247,10 +257,97 @@ def fit_mf(
     return model, {"kwargs": kwargs, "chosen": {"step": state.best_step}, "seconds": state.seconds}
 
 
+GIBBS_CHECKPOINT_EVERY = 25  # sweeps
+
+
+def fit_bayesian_mf(
+    cfg: TrainConfig, data: RatingsData, splits: ProtocolSplits, run: RunFolder
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Bayesian biased MF (:class:`GibbsChain`): ``--sweeps`` on train minus validation, whose posterior
+    mean gives the validation metrics (and the RMSE curve in metrics.csv, every 10 sweeps), then the
+    same on all of train for the model, as the baselines are refitted. The chain is checkpointed every
+    25 sweeps with the RNG states: ``--resume`` continues it exactly."""
+    if cfg.burn_in >= cfg.sweeps:
+        raise UserError(
+            f"--burn-in {cfg.burn_in} leaves no sweep to average: use fewer than --sweeps {cfg.sweeps}"
+        )
+    if data.num_users * data.num_items > 100_000_000:
+        raise UserError(
+            f"bmf keeps a users x items table ({data.num_users:,} x {data.num_items:,}): too large "
+            "for this dataset; use --model mf"
+        )
+    state: dict[str, Any] = {"phase": 0, "sweep": 0, "rows": [], "val": {}, "seconds": 0.0}
+    chain: GibbsChain | None = None
+    if cfg.resume and run.checkpoint.exists():
+        saved = load_checkpoint(run.checkpoint, restore_rng=False)
+        if "gibbs" not in saved:
+            raise UserError(f"{run.path} holds a finished bmf run: train without --resume to start over")
+        chain = GibbsChain(data.num_users, data.num_items, cfg.dim)
+        state = load_checkpoint(run.checkpoint, model=chain)["gibbs"]  # the RNG states too
+        print(
+            f"resuming the Gibbs chain: {('validation', 'final')[state['phase']]} run, sweep {state['sweep']}"
+        )
+    log = run.metrics_logger(state["rows"])
+    for phase in range(state["phase"], 2):
+        index = torch.from_numpy(splits.fit if phase == 0 else splits.train)
+        users, items, stars = data.user[index], data.item[index], data.rating[index]
+        if chain is None:  # the first run (the second's chain is made when the first ends)
+            chain = GibbsChain(data.num_users, data.num_items, cfg.dim, mean=float(stars.mean()))
+        name = ("train minus validation", "all of train")[phase]
+        t0 = time.perf_counter() - state["seconds"]
+        for sweep in progress(range(state["sweep"], cfg.sweeps), desc=f"Gibbs sweeps, {name}"):
+            chain.sweep(users, items, stars, keep=sweep >= cfg.burn_in)
+            done = sweep + 1
+            if phase == 0 and int(chain.kept) > 0 and (done % 10 == 0 or done == cfg.sweeps):
+                row = {
+                    "step": done,
+                    "val_rmse": _posterior_rmse(chain, data, splits.val),
+                    "noise_sd": float(chain.alpha) ** -0.5,
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+                log.log(row)
+                state["rows"].append(row)
+                if done % 50 == 0 or done == cfg.sweeps:
+                    print(
+                        f"sweep {done}: validation RMSE {row['val_rmse']:.4f} "
+                        f"(the mean of {int(chain.kept)} samples)"
+                    )
+            if done % GIBBS_CHECKPOINT_EVERY == 0 and done < cfg.sweeps:
+                state.update(sweep=done, seconds=time.perf_counter() - t0)
+                save_checkpoint(
+                    run.checkpoint, model=chain, epoch=done, gibbs=state, config=config_to_dict(cfg)
+                )
+        seconds = time.perf_counter() - t0
+        if phase == 0:
+            fitted = chain.posterior_mean()
+            state["val"] = _val_metrics(
+                cfg, fitted, data, splits, ranking_task(data, splits.fit, splits.val, "val")
+            )
+            state["val_seconds"] = round(seconds, 2)
+            print(f"validation: {_line(state['val'])} ({seconds:.0f} s); now the chain on all of train")
+            train_stars = data.rating[torch.from_numpy(splits.train)]
+            chain = GibbsChain(data.num_users, data.num_items, cfg.dim, mean=float(train_stars.mean()))
+            state.update(phase=1, sweep=0, seconds=0.0)
+            save_checkpoint(run.checkpoint, model=chain, epoch=0, gibbs=state, config=config_to_dict(cfg))
+    assert chain is not None
+    kwargs = {"num_users": data.num_users, "num_items": data.num_items}
+    return chain.posterior_mean(), {
+        "kwargs": kwargs,
+        "chosen": {"dim": cfg.dim, "sweeps": cfg.sweeps, "burn_in": cfg.burn_in},
+        "val": state["val"],
+        "seconds": round(state.get("val_seconds", 0.0) + seconds, 2),
+    }
+
+
+def _posterior_rmse(chain: GibbsChain, data: RatingsData, index: Any) -> float:
+    mean = chain.total / chain.kept
+    return rmse(lambda u, i: mean[u, i].clamp(0.5, 5.0), data, index)
+
+
 class _MFScores:
     """MF as a ranking scorer of the validation users: predicted stars of every item."""
 
-    def __init__(self, model: BiasedMF, task: Any, device: torch.device) -> None:
+    def __init__(self, model: BiasedMF | BayesianMF, task: Any, device: torch.device) -> None:
         self.model, self.task, self.device, self.offset = model, task, device, 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -312,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 model, found = fit_baseline(cfg, data, splits, run)
             elif cfg.model == "mf":
                 model, found = fit_mf(cfg, data, splits, device, run)
+            elif cfg.model == "bmf":
+                if get_world_size() > 1:
+                    raise UserError("bmf is a Gibbs sampler on one process: run it without torchrun")
+                model, found = fit_bayesian_mf(cfg, data, splits, run)
             else:
                 model, found = fit_ranker(cfg, data, splits, device, run)
             seconds = time.perf_counter() - t0
@@ -321,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }  # fmt: skip
         if is_main_process():
             model.cpu().eval()
-            if "val" in found:  # a baseline, refitted on all of train: its candidate's validation scores
+            if "val" in found:  # refitted on all of train (a baseline, bmf): the validation fit's scores
                 save_checkpoint(run.checkpoint, model=model, epoch=0, config=config_to_dict(cfg))
                 metrics = found["val"]
             else:  # trained on train minus validation: the weights kept
@@ -341,10 +442,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def _val_metrics(
     cfg: TrainConfig, model: nn.Module, data: RatingsData, splits: ProtocolSplits, val: Any
 ) -> dict[str, float]:
-    if cfg.model == "mf":
-        assert isinstance(model, BiasedMF)
+    if cfg.model in ("mf", "bmf"):
+        assert isinstance(model, (BiasedMF, BayesianMF))
         return {
-            "val_rmse": rmse(model.predict, data, splits.val),
+            "val_rmse": rmse(lambda u, i: model.predict(u, i).clamp(0.5, 5.0), data, splits.val),
             **evaluate_ranking(_MFScores(model, val, torch.device("cpu")), val, cfg.k, prefix="val_"),
         }
     return evaluate_ranking(model, val, cfg.k, prefix="val_")
