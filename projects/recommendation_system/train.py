@@ -21,6 +21,7 @@ model_info.json and val_metrics.json; ``evaluate --split test`` scores it once o
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import sys
 import time
@@ -35,6 +36,7 @@ from dlkit.checkpoint import load_checkpoint, save_checkpoint
 from dlkit.config import config_to_dict, flag
 from dlkit.data import RatingsData
 from dlkit.errors import UserError
+from dlkit.plots import plot_bars, plot_curves
 from dlkit.progress import progress
 from dlkit.project import TrainConfig as ProjectTrainConfig
 from dlkit.project import parse_train_config, start_training
@@ -179,6 +181,7 @@ def fit_baseline(
         model = Popularity(data.num_items)
         model.counts.copy_(val.history.item_counts())
         metrics = evaluate_ranking(model, val, cfg.k, prefix="val_")
+        run.metrics_logger().log({"step": 0, **metrics})
         model.counts.copy_(train.item_counts())  # the same rule, on all of train
         return model, {"kwargs": {"num_items": data.num_items}, "chosen": {}, "val": metrics}
     fit_matrix, log = val.history.csr(), run.metrics_logger()
@@ -412,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             elif cfg.model == "bmf":
                 if get_world_size() > 1:
                     raise UserError("bmf is a Gibbs sampler on one process: run it without torchrun")
+                if device.type != "cpu":
+                    print(f"note: bmf samples on the CPU in float64 (--device {cfg.device} is not used)")
                 model, found = fit_bayesian_mf(cfg, data, splits, run)
             else:
                 model, found = fit_ranker(cfg, data, splits, device, run)
@@ -430,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     cfg, model, data, splits, ranking_task(data, splits.fit, splits.val, "val")
                 )
             info["val"] = metrics
+            _plot_validation(cfg, run, metrics)
             run.write_info(info)
             write_json(run / "val_metrics.json", metrics)
             print("validation: " + _line(metrics))
@@ -437,6 +443,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return info
     finally:
         cleanup_distributed()  # a no-op without torchrun
+
+
+def _plot_validation(cfg: TrainConfig, run: RunFolder, metrics: dict[str, float]) -> None:
+    """validation.png: the metric model selection used, per candidate (baselines), epoch or sweep; a
+    bar chart of the validation metrics where there is no curve (popularity, a single candidate)."""
+    rows = list(csv.DictReader(run.metrics_path.open())) if run.metrics_path.exists() else []
+    metric = "val_rmse" if cfg.model in ("mf", "bmf") else "val_ndcg"
+    values = [float(row[metric]) for row in rows if row.get(metric)]
+    title = f"{cfg.model} on {'synthetic data' if cfg.quick else cfg.dataset}: validation"
+    if len(values) < 2:
+        bars = {name.removeprefix("val_"): value for name, value in metrics.items() if name != "val_rmse"}
+        run.savefig(
+            plot_bars(bars, title=title, ylabel=f"at K = {cfg.k}; coverage: share of movies"), "validation"
+        )
+        return
+    if cfg.model in ("ease", "itemknn"):  # one bar per candidate
+        name = "lambda" if cfg.model == "ease" else "k"
+        bars = {f"{name} = {float(row['value']):g}": value for row, value in zip(rows, values, strict=True)}
+        run.savefig(plot_bars(bars, title=title, ylabel=metric), "validation")
+        return
+    steps = [float(row["step"]) for row in rows if row.get(metric)]
+    xlabel = "sweep" if cfg.model == "bmf" else "step (one evaluation per epoch)"
+    run.savefig(
+        plot_curves({metric: values}, title=title, xlabel=xlabel, ylabel=metric, steps=steps), "validation"
+    )
 
 
 def _val_metrics(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "image_grid", "plot_confusion_matrix", "plot_curves", "plot_detections", "plot_history",
+    "image_grid", "plot_bars", "plot_confusion_matrix", "plot_curves", "plot_detections", "plot_history",
     "plot_reliability", "plot_word_pairs", "save_figure",
 ]  # fmt: skip
 
@@ -43,18 +43,31 @@ def plot_curves(
     ylabel: str = "loss",
     logy: bool = False,
     ax: Any = None,
+    steps: Sequence[float] | None = None,
 ) -> Figure:
-    """One line per named curve, e.g. ``{"SGD": losses_sgd, "Adam": losses_adam}``."""
+    """One line per named curve, e.g. ``{"SGD": losses_sgd, "Adam": losses_adam}``, over 1, 2, ... or
+    over ``steps`` (the x of each value, the same for every curve)."""
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
     for label, values in curves.items():
-        ax.plot(range(1, len(values) + 1), list(values), label=label)
+        ax.plot(list(steps) if steps is not None else range(1, len(values) + 1), list(values), label=label)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     if logy:
         ax.set_yscale("log")
     if len(curves) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_bars(values: Mapping[str, float], *, title: str = "", ylabel: str = "") -> Figure:
+    """One bar per named number, e.g. a model's metrics ``{"hr": 0.63, "ndcg": 0.19}``, each labelled."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(values) + 1.5), 3.5))
+    bars = ax.bar(list(values), list(values.values()))
+    ax.bar_label(bars, fmt="%.3g", fontsize=8)
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(alpha=0.3, axis="y")
     return fig
 
 

@@ -49,7 +49,14 @@ def test_every_model_trains_and_the_learned_ones_beat_popularity_on_validation(r
     assert infos["bmf"]["val"]["val_rmse"] < infos["mf"]["val"]["val_rmse"] - 0.05
     for model in infos:
         folder = root / model
-        assert {"config.json", "checkpoint.pt", "model_info.json", "val_metrics.json"} <= {
+        assert {
+            "config.json",
+            "checkpoint.pt",
+            "metrics.csv",
+            "model_info.json",
+            "val_metrics.json",
+            "validation.png",
+        } <= {  # fmt: skip
             p.name for p in folder.iterdir()
         }
     rows = (root / "ease" / "metrics.csv").read_text().splitlines()
