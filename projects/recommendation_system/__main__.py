@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dlkit.project import project_main
 
 COMMANDS = {
-    "train": "fit a recommender (--model popularity|itemknn|ease|mf|bmf|ranker) and write a run folder",
+    "train": "fit a recommender (--model popularity|itemknn|ease|mf|bmf|hybrid|ranker), write a run folder",
     "evaluate": "HR, NDCG, recall, precision, MAP at K and coverage (RMSE for mf, bmf) on val or test",
     "export": "export a run as a release (safetensors + JSON with titles, ONNX checked against PyTorch)",
     "predict": "top-k for a user, for liked titles, movies like a movie, or search titles",

@@ -29,7 +29,7 @@ from projects.recommendation_system.data import (
     ranking_task,
     rmse,
 )
-from projects.recommendation_system.models import BayesianMF, BiasedMF, build_model
+from projects.recommendation_system.models import BayesianMF, BiasedMF, RateAndLike, build_model
 
 __all__ = ["main", "score_run"]
 
@@ -44,7 +44,7 @@ def score_run(
     data = load_ratings(config["dataset"], quick=config["quick"])
     splits = protocol_splits(data, config["split"], config.get("split_seed", 0))
     history, heldout = (splits.fit, splits.val) if split == "val" else (splits.train, splits.test)
-    if split == "val" and info["model"] in ("popularity", "itemknn", "ease", "bmf"):
+    if split == "val" and info["model"] in ("popularity", "itemknn", "ease", "bmf", "hybrid"):
         print("note: this model was refitted on all of train, validation included: use --split test, or "
               "the val_metrics.json train wrote (its candidate's validation scores)")  # fmt: skip
     task = ranking_task(data, history, heldout, split)
@@ -57,6 +57,11 @@ def score_run(
             "rmse": rmse(lambda u, i: model.predict(u.to(dev), i.to(dev)).clamp(0.5, 5.0), data, heldout),
             **metrics,
         }
+    elif isinstance(model, RateAndLike):  # reads the users' ids too (its MF half has a row per user)
+        users = iter(task.users.split(batch_size))
+        metrics = evaluate_ranking(
+            lambda x: model(x.to(dev), next(users).to(dev)), task, config["k"], batch_size
+        )
     else:
         metrics = evaluate_ranking(lambda x: model(x.to(dev)), task, config["k"], batch_size)
     return {

@@ -35,6 +35,11 @@ __all__ = ["main", "write_release"]
 
 def write_release(cfg: project.ExportConfig, run: RunFolder, staging: Path) -> dict[str, Any]:
     scorer, info = load_trained(run.path, build_model)
+    if info["model"] == "hybrid":
+        raise UserError(
+            "the hybrid's MF half has a row per known user and cannot score a visitor: export a ranking "
+            "model instead (train --model ranker, ease, itemknn or popularity)"
+        )
     if info["model"] in ("mf", "bmf"):
         raise UserError(
             "biased MF predicts stars and cannot score new users: export a ranking model instead "

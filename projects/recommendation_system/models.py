@@ -12,6 +12,7 @@ it trained on, and one ONNX graph serves all of them. Larger score = recommended
 - :class:`BiasedMF`: rating = mean + b_user + b_item + p_user . q_item (Koren et al. 2009), for RMSE.
 - :class:`BayesianMF`: the same model's posterior mean, from a Gibbs sampler (:class:`GibbsChain`).
 - :class:`Ranker`: see its docstring.
+- :class:`RateAndLike`: EASE's "will rate" times Bayesian MF's "will like" (known users only).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "Popularity",
     "Ranker",
     "RankerBatches",
+    "RateAndLike",
     "build_model",
     "fit_ease",
     "fit_item_knn",
@@ -48,7 +50,8 @@ __all__ = [
     "star_levels",
 ]
 
-MODELS = ("popularity", "itemknn", "ease", "mf", "bmf", "ranker")
+MODELS = ("popularity", "itemknn", "ease", "mf", "bmf", "hybrid", "ranker")
+LIKED_STARS = 3.75  # between 3.5 and 4: a predicted rating above it counts as "liked" (>= 4 stars)
 
 
 def _binary(x: torch.Tensor) -> torch.Tensor:
@@ -325,6 +328,34 @@ def sample_wishart(scale: torch.Tensor, df: float) -> torch.Tensor:
     return la @ la.T
 
 
+class RateAndLike(nn.Module):
+    """P(relevant) = P(will rate) x P(will like | rated), each from the model that knows it.
+
+    Relevant means rated 4 stars or more. EASE sees only *whether* a user rated a movie, so it answers
+    the first question; Bayesian biased MF (``bmf``, the posterior-mean table) predicts the stars, so
+    it answers the second: P(liked) = P(Normal(table[u, j], sigma) > 3.75), sigma its validation RMSE.
+
+        score(u, j) = log max(EASE(x_u)_j, 1e-6) + weight * log P(liked)
+
+    ``weight`` is chosen on validation. The MF half has a row per known user only: the model scores
+    the users it was fitted on (``forward(x, users)``), not a visitor, and is evaluated, not exported.
+    """
+
+    def __init__(self, num_users: int, num_items: int, weight: float = 0.5, sigma: float = 0.86) -> None:
+        super().__init__()
+        self.weight, self.sigma = weight, sigma
+        self.register_buffer("ease", torch.zeros(num_items, num_items))
+        self.register_buffer("table", torch.zeros(num_users, num_items))
+
+    def liked(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, I) P(rating >= 4 stars) for ``users``, from MF's predicted stars and its error."""
+        return 0.5 * torch.erfc((LIKED_STARS - self.table[users]) / (self.sigma * math.sqrt(2.0)))
+
+    def forward(self, x: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        rate = (_binary(x) @ self.ease).clamp_min(1e-6).log()
+        return rate + self.weight * self.liked(users).clamp_min(1e-6).log()
+
+
 # --- The ranking model -------------------------------------------------------------------------------
 
 NUM_STAR_LEVELS = 10  # 0.5, 1.0, ..., 5.0 stars
@@ -492,7 +523,7 @@ def build_model(info: dict[str, Any]) -> nn.Module:
     """The untrained module of model_info.json / model.json ``{"model": name, "kwargs": {...}}``."""
     name, kwargs = info["model"], info.get("kwargs", {})
     builders = {"popularity": Popularity, "itemknn": ItemKNN, "ease": EASE, "mf": BiasedMF, "bmf": BayesianMF,
-                "ranker": Ranker}  # fmt: skip
+                "hybrid": RateAndLike, "ranker": Ranker}  # fmt: skip
     if name not in builders:
         raise UserError(f"unknown model {name!r}: one of {', '.join(builders)}")
     return builders[name](**kwargs)

@@ -74,6 +74,7 @@ from projects.recommendation_system.models import (
     Popularity,
     Ranker,
     RankerBatches,
+    RateAndLike,
     fit_ease,
     fit_item_knn,
     mf_loss,
@@ -119,6 +120,9 @@ class TrainConfig(ProjectTrainConfig):
     negatives: int = flag(2048, help="ranker: unrated items sampled on the device per step (0: all)", min=0)
     sweeps: int = flag(300, help="bmf: Gibbs sweeps (on train minus validation, then on train)", min=1)
     burn_in: int = flag(10, help="bmf: the first sweeps, left out of the posterior mean", min=0)
+    like_weights: tuple[float, ...] = flag(
+        (0.25, 0.5, 1.0), help="hybrid: weights of log P(liked) tried on validation (after EASE's lambda)"
+    )
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = flag(64, help="users (ranker) or ratings (mf) per step, all processes together", min=1)
@@ -142,6 +146,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "num_epochs": 12.0,
     },
     "bmf": {"dim": 10, "sweeps": 300, "burn_in": 10},
+    "hybrid": {"dim": 10, "sweeps": 300, "burn_in": 10},  # its MF half is bmf's recipe
     "ranker": {},
 }
 
@@ -347,6 +352,74 @@ def _posterior_rmse(chain: GibbsChain, data: RatingsData, index: Any) -> float:
     return rmse(lambda u, i: mean[u, i].clamp(0.5, 5.0), data, index)
 
 
+def fit_hybrid(
+    cfg: TrainConfig, data: RatingsData, splits: ProtocolSplits, run: RunFolder
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:class:`RateAndLike`: EASE (lambda of ``--lambdas`` by validation NDCG) and a Gibbs chain of
+    Bayesian MF (bmf's flags) on train minus validation; the weight of ``--like-weights`` with the best
+    validation NDCG; then both halves fitted again on all of train. No ``--resume``: the chains are
+    short, so a stopped run starts over (as the baselines do)."""
+    val = ranking_task(data, splits.fit, splits.val, "val")
+    log, rows = run.metrics_logger(), 0
+    best: tuple[float, float, torch.Tensor] | None = None
+    for lam in cfg.lambdas:
+        weights = fit_ease(val.history.csr(), float(lam))
+        metrics = evaluate_ranking(lambda x, w=weights: (x > 0).float() @ w, val, cfg.k, prefix="val_")
+        log.log({"step": rows, "candidate": f"lambda {lam:g}", **metrics})
+        rows += 1
+        print(f"ease lambda={lam:g}: " + _line(metrics))
+        if best is None or metrics["val_ndcg"] > best[0]:
+            best = (metrics["val_ndcg"], float(lam), weights)
+    assert best is not None
+    table = _gibbs_table(cfg, data, splits.fit, "train minus validation")
+    sigma = rmse(lambda u, i: table[u, i].clamp(0.5, 5.0), data, splits.val)
+    print(f"bayesian MF on train minus validation: validation RMSE {sigma:.4f}")
+    chosen: tuple[float, float, dict[str, float]] | None = None
+    for weight in cfg.like_weights:
+        model = RateAndLike(data.num_users, data.num_items, weight=float(weight), sigma=sigma)
+        model.ease.copy_(best[2])
+        model.table.copy_(table)
+        metrics = evaluate_ranking(_UserScores(model, val), val, cfg.k, prefix="val_")
+        log.log({"step": rows, "candidate": f"weight {weight:g}", **metrics})
+        rows += 1
+        print(f"hybrid weight={weight:g}: " + _line(metrics))
+        if chosen is None or metrics["val_ndcg"] > chosen[0]:
+            chosen = (metrics["val_ndcg"], float(weight), metrics)
+    assert chosen is not None
+    print(f"chosen on validation: lambda = {best[1]:g}, weight = {chosen[1]:g}; fitting both on all of train")
+    kwargs = {"num_users": data.num_users, "num_items": data.num_items, "weight": chosen[1], "sigma": sigma}
+    model = RateAndLike(**kwargs)
+    t0 = time.perf_counter()
+    model.ease.copy_(fit_ease(histories(data, splits.train).csr(), best[1]))
+    model.table.copy_(_gibbs_table(cfg, data, splits.train, "all of train"))
+    refit = round(time.perf_counter() - t0, 2)
+    print(f"fitted on all of train in {refit:.0f} s")
+    chosen_values = {"lambda": best[1], "weight": chosen[1]}
+    return model, {"kwargs": kwargs, "chosen": chosen_values, "val": chosen[2], "refit_seconds": refit}
+
+
+def _gibbs_table(cfg: TrainConfig, data: RatingsData, index: Any, name: str) -> torch.Tensor:
+    """The posterior-mean table of a Gibbs chain on the ratings ``index`` (bmf's flags)."""
+    index = torch.from_numpy(index)
+    users, items, stars = data.user[index], data.item[index], data.rating[index]
+    chain = GibbsChain(data.num_users, data.num_items, cfg.dim, mean=float(stars.mean()))
+    for sweep in progress(range(cfg.sweeps), desc=f"Gibbs sweeps, {name}"):
+        chain.sweep(users, items, stars, keep=sweep >= cfg.burn_in)
+    return chain.posterior_mean().table
+
+
+class _UserScores:
+    """A model of (stars, users) as a scorer of ``task``'s users in order (what evaluate_ranking calls)."""
+
+    def __init__(self, model: RateAndLike, task: Any) -> None:
+        self.model, self.task, self.offset = model, task, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        users = self.task.users[self.offset : self.offset + len(x)]
+        self.offset = (self.offset + len(x)) % len(self.task.users)
+        return self.model(x, users)
+
+
 class _MFScores:
     """MF as a ranking scorer of the validation users: predicted stars of every item."""
 
@@ -406,10 +479,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{data.source}: {len(splits.fit):,} ratings to fit, {len(splits.val):,} validation, "
                   f"{len(splits.test):,} test ({cfg.split} split)")  # fmt: skip
             t0 = time.perf_counter()
-            if cfg.model in ("popularity", "itemknn", "ease"):
+            if cfg.model in ("popularity", "itemknn", "ease", "hybrid"):
                 if get_world_size() > 1:
                     raise UserError(f"{cfg.model} is fitted in closed form: run it without torchrun")
-                model, found = fit_baseline(cfg, data, splits, run)
+                fit = fit_hybrid if cfg.model == "hybrid" else fit_baseline
+                model, found = fit(cfg, data, splits, run)
             elif cfg.model == "mf":
                 model, found = fit_mf(cfg, data, splits, device, run)
             elif cfg.model == "bmf":
@@ -458,9 +532,12 @@ def _plot_validation(cfg: TrainConfig, run: RunFolder, metrics: dict[str, float]
             plot_bars(bars, title=title, ylabel=f"at K = {cfg.k}; coverage: share of movies"), "validation"
         )
         return
-    if cfg.model in ("ease", "itemknn"):  # one bar per candidate
+    if cfg.model in ("ease", "itemknn", "hybrid"):  # one bar per candidate
         name = "lambda" if cfg.model == "ease" else "k"
-        bars = {f"{name} = {float(row['value']):g}": value for row, value in zip(rows, values, strict=True)}
+        bars = {
+            row["candidate"] if "candidate" in row else f"{name} = {float(row['value']):g}": value
+            for row, value in zip(rows, values, strict=True)
+        }
         run.savefig(plot_bars(bars, title=title, ylabel=metric), "validation")
         return
     steps = [float(row["step"]) for row in rows if row.get(metric)]

@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `projects` is imported from the repository root
     sys.path.insert(0, str(ROOT))
 
 from dlkit.errors import UserError
-from projects.recommendation_system import evaluate, train
+from projects.recommendation_system import evaluate, export, train
 from projects.recommendation_system.__main__ import main as cli
 from projects.recommendation_system.data import histories, synthetic_ratings
 from projects.recommendation_system.models import (
@@ -23,6 +23,7 @@ from projects.recommendation_system.models import (
     GibbsChain,
     Ranker,
     RankerBatches,
+    RateAndLike,
     ranker_loss,
     sample_wishart,
 )
@@ -33,7 +34,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     """Every model trained once in quick mode; {model: run folder}."""
     root = tmp_path_factory.mktemp("runs")
     infos = {}
-    for model in ("popularity", "itemknn", "ease", "mf", "bmf", "ranker"):
+    for model in ("popularity", "itemknn", "ease", "mf", "bmf", "hybrid", "ranker"):
         infos[model] = train.main(["--quick", "--model", model, "--runs-dir", str(root), "--run-name", model])
     return root, infos
 
@@ -43,6 +44,9 @@ def test_every_model_trains_and_the_learned_ones_beat_popularity_on_validation(r
     ndcg = {model: info["val"]["val_ndcg"] for model, info in infos.items()}
     assert ndcg["ease"] > ndcg["popularity"] + 0.03 and ndcg["itemknn"] > ndcg["popularity"] + 0.03
     assert ndcg["ranker"] > ndcg["popularity"]
+    # EASE's "will rate" times Bayesian MF's "will like": the made-up stars follow tastes (0.28 vs 0.20)
+    assert ndcg["hybrid"] > ndcg["ease"] + 0.03
+    assert infos["hybrid"]["chosen"]["lambda"] == infos["ease"]["chosen"]["lambda"]  # the same choice
     assert infos["ease"]["chosen"]["lambda"] in (10.0, 30.0)  # chosen among the quick candidates
     assert 0.6 < infos["mf"]["val"]["val_rmse"] < 1.2  # stars: a constant 3.5 gives about 1.0
     # the same model averaged over its posterior: far better on 7,400 ratings (0.85 vs 0.96 here)
@@ -71,6 +75,11 @@ def test_evaluate_scores_the_test_part_once_with_all_metrics(runs, capsys):
         assert 0 < result[f"test_{name}"] <= 1
     assert result["test_hr"] >= result["test_recall"] >= result["test_ndcg"] * 0.5
     assert "ease on synthetic" in capsys.readouterr().out
+    assert evaluate.main(["--run-dir", str(root / "hybrid")]) == 0
+    assert 0 < json.loads((root / "hybrid" / "test_metrics.json").read_text())["test_ndcg"] <= 1
+    with pytest.raises(UserError, match="cannot score a visitor"):  # known users only: not released
+        export.main(["--run-dir", str(root / "hybrid"), "--out", str(root / "hybrid-release")])
+    assert not (root / "hybrid-release").exists()
     assert evaluate.main(["--run-dir", str(root / "mf")]) == 0
     assert 0.6 < json.loads((root / "mf" / "test_metrics.json").read_text())["test_rmse"] < 1.2
 
@@ -89,7 +98,9 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["train", "--quick", "--model", "nope"])
     assert exit_info.value.code == 2
-    assert "--model must be one of popularity, itemknn, ease, mf, bmf, ranker" in capsys.readouterr().err
+    assert (
+        "--model must be one of popularity, itemknn, ease, mf, bmf, hybrid, ranker" in capsys.readouterr().err
+    )
     assert cli(["evaluate", "--run-dir", str(tmp_path / "missing")]) == 1
     assert "does not exist: train a model first" in capsys.readouterr().err
 
@@ -232,3 +243,19 @@ def test_a_killed_gibbs_run_resumes_to_the_same_model(tmp_path, monkeypatch):
         train.main(
             ["--quick", "--model", "bmf", "--sweeps", "5", "--burn-in", "5", "--runs-dir", str(tmp_path)]
         )
+
+
+def test_rate_and_like_adds_the_log_chance_of_a_liked_rating_to_eases_log_score():
+    model = RateAndLike(num_users=2, num_items=3, weight=0.5, sigma=0.8)
+    model.ease.copy_(torch.tensor([[0.0, 0.6, -0.2], [0.3, 0.0, 0.1], [0.2, 0.4, 0.0]]))
+    model.table.copy_(torch.tensor([[4.5, 3.0, 4.0], [2.0, 3.75, 5.0]]))
+    liked = 1 - torch.distributions.Normal(model.table, 0.8).cdf(torch.tensor(3.75))
+    assert torch.allclose(model.liked(torch.tensor([0, 1])), liked, atol=1e-6)
+    assert model.liked(torch.tensor([1]))[0, 1].item() == pytest.approx(0.5)  # predicted 3.75: a coin flip
+    x = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # user 0 rated item 0; user 1 item 2 (1 star)
+    rate = torch.tensor([[0.0, 0.6, -0.2], [0.2, 0.4, 0.0]]).clamp_min(1e-6).log()
+    expected = rate + 0.5 * liked.clamp_min(1e-6).log()
+    assert torch.allclose(model(x, torch.tensor([0, 1])), expected, atol=1e-5)
+    # an item EASE does not expect (score <= 0) ranks below one it does, however likeable
+    scores = model(x, torch.tensor([0, 1]))
+    assert scores[0, 2] < scores[0, 1] and scores[1, 2] < scores[1, 1]
