@@ -50,20 +50,17 @@ def score_run(
     task = ranking_task(data, history, heldout, split)
     dev = next(iter(model.buffers()), torch.empty(0)).device
     t0 = time.perf_counter()
-    if isinstance(model, (BiasedMF, BayesianMF)):
-        users = iter(task.users.split(batch_size))
-        metrics = evaluate_ranking(lambda x: model.scores(next(users).to(dev)), task, config["k"], batch_size)
-        metrics = {
-            "rmse": rmse(lambda u, i: model.predict(u.to(dev), i.to(dev)).clamp(0.5, 5.0), data, heldout),
-            **metrics,
-        }
-    elif isinstance(model, RateAndLike):  # reads the users' ids too (its MF half has a row per user)
-        users = iter(task.users.split(batch_size))
-        metrics = evaluate_ranking(
-            lambda x: model(x.to(dev), next(users).to(dev)), task, config["k"], batch_size
-        )
+    users = iter(task.users.split(batch_size))  # the users of each batch, for models that read them
+    if isinstance(model, (BiasedMF, BayesianMF)):  # predicted stars of every movie
+        score = lambda x: model.scores(next(users).to(dev))  # noqa: E731
+    elif isinstance(model, RateAndLike):  # its MF half has a row per user
+        score = lambda x: model(x.to(dev), next(users).to(dev))  # noqa: E731
     else:
-        metrics = evaluate_ranking(lambda x: model(x.to(dev)), task, config["k"], batch_size)
+        score = lambda x: model(x.to(dev))  # noqa: E731
+    metrics = evaluate_ranking(score, task, config["k"], batch_size)
+    if isinstance(model, (BiasedMF, BayesianMF)):
+        predict = lambda u, i: model.predict(u.to(dev), i.to(dev)).clamp(0.5, 5.0)  # noqa: E731
+        metrics = {"rmse": rmse(predict, data, heldout), **metrics}
     return {
         **{f"{split}_{k}": v for k, v in metrics.items()},
         "k": config["k"], "users": len(task.users), "model": info["model"], "dataset": info["dataset"],

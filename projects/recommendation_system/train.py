@@ -25,10 +25,11 @@ import csv
 import io
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -189,27 +190,48 @@ def fit_baseline(
         run.metrics_logger().log({"step": 0, **metrics})
         model.counts.copy_(train.item_counts())  # the same rule, on all of train
         return model, {"kwargs": {"num_items": data.num_items}, "chosen": {}, "val": metrics}
-    fit_matrix, log = val.history.csr(), run.metrics_logger()
-    candidates = cfg.lambdas if cfg.model == "ease" else cfg.neighbours
-    best: tuple[float, float] | None = None
-    for step, value in enumerate(candidates):
+    values = cfg.lambdas if cfg.model == "ease" else cfg.neighbours
+    candidates = _baseline_candidates(cfg.model, values, data.num_items, val.history.csr())
+    value, _, metrics = _choose_on_validation(candidates, val, cfg.k, run.metrics_logger())
+    name = "lambda" if cfg.model == "ease" else "k"
+    print(f"chosen on validation: {name} = {value:g}; fitting it on the whole training part")
+    model = _baseline(cfg.model, data.num_items, train.csr(), value)
+    chosen = {"lambda" if cfg.model == "ease" else "neighbours": value}
+    return model, {"kwargs": {"num_items": data.num_items}, "chosen": chosen, "val": metrics}
+
+
+Candidate = tuple[str, float, Callable[[], Callable[[torch.Tensor], torch.Tensor]]]
+
+
+def _choose_on_validation(
+    candidates: Sequence[Candidate], val: Any, k: int, log: Any, first_step: int = 0
+) -> tuple[float, Any, dict[str, float]]:
+    """Fit each ``(label, value, fit)`` candidate (``fit()`` returns a scorer of (B, I) stars), score
+    it on the validation users, log a metrics.csv row (step, candidate, value, fit_seconds, metrics);
+    return the best validation NDCG's (value, fitted scorer, metrics)."""
+    best: tuple[float, Any, dict[str, float]] | None = None
+    for step, (label, value, fit) in enumerate(candidates, start=first_step):
         t0 = time.perf_counter()
-        module = _baseline(cfg.model, data.num_items, fit_matrix, value)
+        scorer = fit()
         seconds = time.perf_counter() - t0
-        metrics = evaluate_ranking(module, val, cfg.k, prefix="val_")
-        log.log({"step": step, "value": value, "fit_seconds": round(seconds, 2), **metrics})
-        print(
-            f"{cfg.model} {'lambda' if cfg.model == 'ease' else 'k'}={value:g}: "
-            + _line(metrics)
-            + f" (fit {seconds:.1f} s)"
+        metrics = evaluate_ranking(scorer, val, k, prefix="val_")
+        log.log(
+            {"step": step, "candidate": label, "value": value, "fit_seconds": round(seconds, 2), **metrics}
         )
-        if best is None or metrics["val_ndcg"] > best[0]:
-            best, best_metrics = (metrics["val_ndcg"], value), metrics
-    assert best is not None
-    name = "lambda" if cfg.model == "ease" else "neighbours"
-    print(f"chosen on validation: {name} = {best[1]:g}; fitting it on the whole training part")
-    model = _baseline(cfg.model, data.num_items, train.csr(), best[1])
-    return model, {"kwargs": {"num_items": data.num_items}, "chosen": {name: best[1]}, "val": best_metrics}
+        print(f"{label}: {_line(metrics)} (fit {seconds:.1f} s)")
+        if best is None or metrics["val_ndcg"] > best[2]["val_ndcg"]:
+            best = (value, scorer, metrics)
+    assert best is not None, "no candidate to choose from"
+    return best
+
+
+def _baseline_candidates(name: str, values: Sequence[float], num_items: int, matrix: Any) -> list[Candidate]:
+    """EASE's lambdas or item-kNN's k as candidates of :func:`_choose_on_validation`, fitted on ``matrix``."""
+    hyper = "lambda" if name == "ease" else "k"
+    return [
+        (f"{name} {hyper} {value:g}", value, lambda v=value: _baseline(name, num_items, matrix, v))
+        for value in values
+    ]
 
 
 def _baseline(name: str, num_items: int, matrix: Any, value: float) -> nn.Module:
@@ -248,7 +270,7 @@ def fit_mf(
     def validate(module: nn.Module) -> dict[str, float]:
         mf = module.module if hasattr(module, "module") else module
         predict = lambda u, i: mf.predict(u.to(device), i.to(device)).clamp(0.5, 5.0)  # noqa: E731
-        by_user = _MFScores(mf, val_task, device)
+        by_user = _mf_scores(mf, val_task, device)
         return {
             "val_rmse": rmse(predict, data, splits.val),
             **evaluate_ranking(by_user, val_task, cfg.k, prefix="val_"),
@@ -275,15 +297,7 @@ def fit_bayesian_mf(
     mean gives the validation metrics (and the RMSE curve in metrics.csv, every 10 sweeps), then the
     same on all of train for the model, as the baselines are refitted. The chain is checkpointed every
     25 sweeps with the RNG states: ``--resume`` continues it exactly."""
-    if cfg.burn_in >= cfg.sweeps:
-        raise UserError(
-            f"--burn-in {cfg.burn_in} leaves no sweep to average: use fewer than --sweeps {cfg.sweeps}"
-        )
-    if data.num_users * data.num_items > 100_000_000:
-        raise UserError(
-            f"bmf keeps a users x items table ({data.num_users:,} x {data.num_items:,}): too large "
-            "for this dataset; use --model mf"
-        )
+    _check_gibbs_flags(cfg, data)
     state: dict[str, Any] = {"phase": 0, "sweep": 0, "rows": [], "val": {}, "seconds": 0.0}
     chain: GibbsChain | None = None
     if cfg.resume and run.checkpoint.exists():
@@ -297,15 +311,9 @@ def fit_bayesian_mf(
         )
     log = run.metrics_logger(state["rows"])
     for phase in range(state["phase"], 2):
-        index = torch.from_numpy(splits.fit if phase == 0 else splits.train)
-        users, items, stars = data.user[index], data.item[index], data.rating[index]
-        if chain is None:  # the first run (the second's chain is made when the first ends)
-            chain = GibbsChain(data.num_users, data.num_items, cfg.dim, mean=float(stars.mean()))
-        name = ("train minus validation", "all of train")[phase]
         t0 = time.perf_counter() - state["seconds"]
-        for sweep in progress(range(state["sweep"], cfg.sweeps), desc=f"Gibbs sweeps, {name}"):
-            chain.sweep(users, items, stars, keep=sweep >= cfg.burn_in)
-            done = sweep + 1
+
+        def after(chain: GibbsChain, done: int, phase: int = phase, t0: float = t0) -> None:
             if phase == 0 and int(chain.kept) > 0 and (done % 10 == 0 or done == cfg.sweeps):
                 row = {
                     "step": done,
@@ -325,6 +333,11 @@ def fit_bayesian_mf(
                 save_checkpoint(
                     run.checkpoint, model=chain, epoch=done, gibbs=state, config=config_to_dict(cfg)
                 )
+
+        index = splits.fit if phase == 0 else splits.train
+        name = ("train minus validation", "all of train")[phase]
+        # the first run's chain is new; the second's was made (and saved) when the first ended
+        chain = _run_chain(cfg, data, index, name, chain, start=state["sweep"], after=after)
         seconds = time.perf_counter() - t0
         if phase == 0:
             fitted = chain.posterior_mean()
@@ -359,59 +372,74 @@ def fit_hybrid(
     Bayesian MF (bmf's flags) on train minus validation; the weight of ``--like-weights`` with the best
     validation NDCG; then both halves fitted again on all of train. No ``--resume``: the chains are
     short, so a stopped run starts over (as the baselines do)."""
+    _check_gibbs_flags(cfg, data)
     val = ranking_task(data, splits.fit, splits.val, "val")
-    log, rows = run.metrics_logger(), 0
-    best: tuple[float, float, torch.Tensor] | None = None
-    for lam in cfg.lambdas:
-        weights = fit_ease(val.history.csr(), float(lam))
-        metrics = evaluate_ranking(lambda x, w=weights: (x > 0).float() @ w, val, cfg.k, prefix="val_")
-        log.log({"step": rows, "candidate": f"lambda {lam:g}", **metrics})
-        rows += 1
-        print(f"ease lambda={lam:g}: " + _line(metrics))
-        if best is None or metrics["val_ndcg"] > best[0]:
-            best = (metrics["val_ndcg"], float(lam), weights)
-    assert best is not None
-    table = _gibbs_table(cfg, data, splits.fit, "train minus validation")
+    log = run.metrics_logger()
+    lambdas = _baseline_candidates("ease", cfg.lambdas, data.num_items, val.history.csr())
+    lam, ease, _ = _choose_on_validation(lambdas, val, cfg.k, log)
+    table = _run_chain(cfg, data, splits.fit, "train minus validation").posterior_mean().table
     sigma = rmse(lambda u, i: table[u, i].clamp(0.5, 5.0), data, splits.val)
     print(f"bayesian MF on train minus validation: validation RMSE {sigma:.4f}")
-    chosen: tuple[float, float, dict[str, float]] | None = None
-    for weight in cfg.like_weights:
-        model = RateAndLike(data.num_users, data.num_items, weight=float(weight), sigma=sigma)
-        model.ease.copy_(best[2])
+
+    def hybrid(weight: float) -> _UsersInOrder:
+        model = RateAndLike(data.num_users, data.num_items, weight=weight, sigma=sigma)
+        model.ease.copy_(ease.weights)
         model.table.copy_(table)
-        metrics = evaluate_ranking(_UserScores(model, val), val, cfg.k, prefix="val_")
-        log.log({"step": rows, "candidate": f"weight {weight:g}", **metrics})
-        rows += 1
-        print(f"hybrid weight={weight:g}: " + _line(metrics))
-        if chosen is None or metrics["val_ndcg"] > chosen[0]:
-            chosen = (metrics["val_ndcg"], float(weight), metrics)
-    assert chosen is not None
-    print(f"chosen on validation: lambda = {best[1]:g}, weight = {chosen[1]:g}; fitting both on all of train")
-    kwargs = {"num_users": data.num_users, "num_items": data.num_items, "weight": chosen[1], "sigma": sigma}
+        return _UsersInOrder(model, val)
+
+    weights = [(f"hybrid weight {w:g}", w, lambda w=w: hybrid(float(w))) for w in cfg.like_weights]
+    weight, _, metrics = _choose_on_validation(weights, val, cfg.k, log, first_step=len(lambdas))
+    print(f"chosen on validation: lambda = {lam:g}, weight = {weight:g}; fitting both on all of train")
+    kwargs = {"num_users": data.num_users, "num_items": data.num_items, "weight": weight, "sigma": sigma}
     model = RateAndLike(**kwargs)
     t0 = time.perf_counter()
-    model.ease.copy_(fit_ease(histories(data, splits.train).csr(), best[1]))
-    model.table.copy_(_gibbs_table(cfg, data, splits.train, "all of train"))
+    model.ease.copy_(fit_ease(histories(data, splits.train).csr(), lam))
+    model.table.copy_(_run_chain(cfg, data, splits.train, "all of train").posterior_mean().table)
     refit = round(time.perf_counter() - t0, 2)
     print(f"fitted on all of train in {refit:.0f} s")
-    chosen_values = {"lambda": best[1], "weight": chosen[1]}
-    return model, {"kwargs": kwargs, "chosen": chosen_values, "val": chosen[2], "refit_seconds": refit}
+    found = {"kwargs": kwargs, "chosen": {"lambda": lam, "weight": weight}, "val": metrics}
+    return model, {**found, "refit_seconds": refit}
 
 
-def _gibbs_table(cfg: TrainConfig, data: RatingsData, index: Any, name: str) -> torch.Tensor:
-    """The posterior-mean table of a Gibbs chain on the ratings ``index`` (bmf's flags)."""
-    index = torch.from_numpy(index)
+def _check_gibbs_flags(cfg: TrainConfig, data: RatingsData) -> None:
+    if cfg.burn_in >= cfg.sweeps:
+        raise UserError(
+            f"--burn-in {cfg.burn_in} leaves no sweep to average: use fewer than --sweeps {cfg.sweeps}"
+        )
+    if data.num_users * data.num_items > 100_000_000:
+        raise UserError(
+            f"{cfg.model} keeps a users x items table ({data.num_users:,} x {data.num_items:,}): too "
+            "large for this dataset; use --model mf"
+        )
+
+
+def _run_chain(
+    cfg: TrainConfig,
+    data: RatingsData,
+    index: Any,
+    name: str,
+    chain: GibbsChain | None = None,
+    start: int = 0,
+    after: Callable[[GibbsChain, int], None] | None = None,
+) -> GibbsChain:
+    """Sweeps ``start`` .. ``--sweeps`` of a Gibbs chain (a new one unless given) on the ratings ``index``,
+    averaging those past ``--burn-in``; ``after(chain, sweeps_done)`` runs after each sweep."""
+    index = torch.from_numpy(np.asarray(index))
     users, items, stars = data.user[index], data.item[index], data.rating[index]
-    chain = GibbsChain(data.num_users, data.num_items, cfg.dim, mean=float(stars.mean()))
-    for sweep in progress(range(cfg.sweeps), desc=f"Gibbs sweeps, {name}"):
+    if chain is None:
+        chain = GibbsChain(data.num_users, data.num_items, cfg.dim, mean=float(stars.mean()))
+    for sweep in progress(range(start, cfg.sweeps), desc=f"Gibbs sweeps, {name}"):
         chain.sweep(users, items, stars, keep=sweep >= cfg.burn_in)
-    return chain.posterior_mean().table
+        if after is not None:
+            after(chain, sweep + 1)
+    return chain
 
 
-class _UserScores:
-    """A model of (stars, users) as a scorer of ``task``'s users in order (what evaluate_ranking calls)."""
+class _UsersInOrder:
+    """A model that reads the users' ids, ``model(x, users)``, as the scorer of (B, I) stars that
+    evaluate_ranking calls: batch after batch, the next ``len(x)`` of ``task.users``."""
 
-    def __init__(self, model: RateAndLike, task: Any) -> None:
+    def __init__(self, model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], task: Any) -> None:
         self.model, self.task, self.offset = model, task, 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -420,16 +448,9 @@ class _UserScores:
         return self.model(x, users)
 
 
-class _MFScores:
-    """MF as a ranking scorer of the validation users: predicted stars of every item."""
-
-    def __init__(self, model: BiasedMF | BayesianMF, task: Any, device: torch.device) -> None:
-        self.model, self.task, self.device, self.offset = model, task, device, 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        users = self.task.users[self.offset : self.offset + len(x)]
-        self.offset = (self.offset + len(x)) % len(self.task.users)
-        return self.model.scores(users.to(self.device))
+def _mf_scores(model: BiasedMF | BayesianMF, task: Any, device: torch.device) -> _UsersInOrder:
+    """MF as a ranking scorer of ``task``'s users: the predicted stars of every item."""
+    return _UsersInOrder(lambda x, users: model.scores(users.to(device)), task)
 
 
 def fit_ranker(
@@ -533,11 +554,7 @@ def _plot_validation(cfg: TrainConfig, run: RunFolder, metrics: dict[str, float]
         )
         return
     if cfg.model in ("ease", "itemknn", "hybrid"):  # one bar per candidate
-        name = "lambda" if cfg.model == "ease" else "k"
-        bars = {
-            row["candidate"] if "candidate" in row else f"{name} = {float(row['value']):g}": value
-            for row, value in zip(rows, values, strict=True)
-        }
+        bars = {row["candidate"]: value for row, value in zip(rows, values, strict=True)}
         run.savefig(plot_bars(bars, title=title, ylabel=metric), "validation")
         return
     steps = [float(row["step"]) for row in rows if row.get(metric)]
@@ -554,7 +571,7 @@ def _val_metrics(
         assert isinstance(model, (BiasedMF, BayesianMF))
         return {
             "val_rmse": rmse(lambda u, i: model.predict(u, i).clamp(0.5, 5.0), data, splits.val),
-            **evaluate_ranking(_MFScores(model, val, torch.device("cpu")), val, cfg.k, prefix="val_"),
+            **evaluate_ranking(_mf_scores(model, val, torch.device("cpu")), val, cfg.k, prefix="val_"),
         }
     return evaluate_ranking(model, val, cfg.k, prefix="val_")
 

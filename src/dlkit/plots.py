@@ -66,6 +66,9 @@ def plot_bars(values: Mapping[str, float], *, title: str = "", ylabel: str = "")
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(values) + 1.5), 3.5))
     bars = ax.bar(list(values), list(values.values()))
     ax.bar_label(bars, fmt="%.3g", fontsize=8)
+    if max(map(len, values), default=0) > 8:  # long names would run into each other: slant them
+        ax.tick_params(axis="x", labelrotation=30)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set(title=title, ylabel=ylabel)
     ax.grid(alpha=0.3, axis="y")
     return fig

@@ -18,6 +18,9 @@ def test_plot_bars_draws_one_labelled_bar_per_number(tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["hr", "ndcg", "coverage"]
     assert [t.get_text() for t in ax.texts] == ["0.63", "0.19", "0.05"]  # each bar's value on it
     assert save_figure(fig, tmp_path / "bars.png").stat().st_size > 1000
+    assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())  # short names stay level
+    long = plot_bars({"ease lambda 300": 0.19, "hybrid weight 0.5": 0.21}).axes[0]
+    assert all(t.get_rotation() == 30 for t in long.get_xticklabels())  # long ones are slanted
 
 
 def test_plot_curves_puts_each_value_at_its_step():

@@ -64,7 +64,12 @@ def test_every_model_trains_and_the_learned_ones_beat_popularity_on_validation(r
             p.name for p in folder.iterdir()
         }
     rows = (root / "ease" / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("step,value,") and len(rows) == 3  # one row per lambda tried
+    assert rows[0].startswith("step,candidate,value,") and len(rows) == 3  # one row per lambda tried
+    assert rows[1].startswith("0,ease lambda 10,10.0,")
+    rows = (root / "hybrid" / "metrics.csv").read_text().splitlines()  # 2 lambdas, then 3 weights
+    assert [row.split(",")[1] for row in rows[1:]] == [
+        "ease lambda 10", "ease lambda 30", "hybrid weight 0.25", "hybrid weight 0.5", "hybrid weight 1",
+    ]  # fmt: skip
 
 
 def test_evaluate_scores_the_test_part_once_with_all_metrics(runs, capsys):
@@ -217,19 +222,20 @@ def test_a_killed_gibbs_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     train.main([*argv, "--run-name", "whole"])
     sweep, calls = GibbsChain.sweep, {"n": 0}
 
-    def killed_at_the_45th(self, *args, **kwargs):  # in the second chain (on all of train), sweep 15
+    def counted(self, *args, **kwargs):  # killed at the 58th sweep: the second chain's 28th
         calls["n"] += 1
-        if calls["n"] == 45:
+        if calls["n"] == 58 and calls.get("kill", True):
             raise KeyboardInterrupt
         return sweep(self, *args, **kwargs)
 
-    monkeypatch.setattr(GibbsChain, "sweep", killed_at_the_45th)
+    monkeypatch.setattr(GibbsChain, "sweep", counted)
     with pytest.raises(KeyboardInterrupt):
         train.main([*argv, "--run-name", "killed"])
-    monkeypatch.setattr(GibbsChain, "sweep", sweep)
+    calls.update(n=0, kill=False)
     checkpoint = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
-    assert checkpoint["gibbs"]["phase"] == 1 and checkpoint["gibbs"]["sweep"] == 0  # saved at 25 of run 1 too
+    assert checkpoint["gibbs"]["phase"] == 1 and checkpoint["gibbs"]["sweep"] == 25  # the last one saved
     info = train.main([*argv, "--run-name", "killed", "--resume"])
+    assert calls["n"] == 5  # sweeps 26-30 of the second chain, not a run started over
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]["table"]
     resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]["table"]
     assert torch.equal(whole, resumed)
